@@ -1,0 +1,137 @@
+"""The `dfcil` command: one subcommand per stage, plus `run` (whole sequence) and `report`.
+
+Bad input prints one line `dfcil: error: ...` and exits 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from dfcil_core import config as config_mod
+from dfcil_core.errors import DfcilError
+
+log = logging.getLogger("dfcil")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None,
+                   help="params file (default: ./params.yaml when it exists, else the built-in defaults)")
+    p.add_argument("--preset", default=None, help="a named preset as the base (see `dfcil presets`)")
+    p.add_argument("--set", "-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. -S train.epochs=5 (repeatable)")
+    p.add_argument("--out", "-o", default="outputs", help="output directory (default: outputs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfcil", description="Data-free class-incremental learning (ABD).")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="split, then synthesize/train every task for every method, then evaluate")
+    _common(p)
+    p = sub.add_parser("split", help="class order and per-task data")
+    _common(p)
+    for name, helptext in (("synthesize", "train the generator for a task (t >= 2)"),
+                           ("train", "train θ(t) for one method")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p)
+        p.add_argument("--method", "-m", required=True)
+        p.add_argument("--task", "-t", type=int, required=True)
+    p = sub.add_parser("evaluate", help="accuracy matrices, A_N, Ω, forgetting, plots, tables")
+    _common(p)
+    p = sub.add_parser("report", help="print the metrics of an evaluated output directory")
+    _common(p)
+    p = sub.add_parser("config", help="print the resolved config as YAML")
+    _common(p)
+    sub.add_parser("presets", help="list the presets")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    path = args.config
+    if path is None and args.preset is None and Path("params.yaml").is_file():
+        path = "params.yaml"
+    return config_mod.load(path, args.preset, args.overrides)
+
+
+def _report(out: Path) -> str:
+    from dfcil_core import io
+
+    doc = io.read_json(out / "metrics.json")
+    lines = [f"{doc['name']}: {doc['dataset']}, {doc['n_tasks']} tasks, seed {doc['seed']}",
+             f"{'method':<15}{'A_N':>8}{'Ω':>8}{'old':>8}{'new':>8}{'forget':>8}"]
+    for m, r in doc["methods"].items():
+        om = "-" if r["omega"] is None else f"{r['omega']:.1f}"
+        lines.append(f"{m:<15}{r['a_n']:>8.1f}{om:>8}{r['old_acc']:>8.1f}{r['new_acc']:>8.1f}{r['forgetting']:>8.1f}")
+    for m, d in doc.get("diagnosis", {}).items():
+        lines.append(f"{m}: MID(real t1, syn t1) {d['mid_real1_syn1']:.2f}, MID(real t1, real t2) "
+                     f"{d['mid_real1_real2']:.2f}")
+    return "\n".join(lines)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from dfcil_core import stages
+    from dfcil_core.training import install_sigterm_handler
+
+    if args.command == "presets":
+        from dfcil_core.presets import PRESETS
+
+        for name in PRESETS:
+            print(name)
+        return 0
+    out = Path(args.out)
+    if args.command == "report":
+        print(_report(out))
+        return 0
+    cfg = load_config(args)
+    if args.command == "config":
+        import yaml
+
+        print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
+        return 0
+    install_sigterm_handler()
+    if args.command == "split":
+        stages.split(cfg, out)
+    elif args.command == "synthesize":
+        stages.synthesize(cfg, args.method, args.task, out)
+    elif args.command == "train":
+        stages.train(cfg, args.method, args.task, out)
+    elif args.command == "evaluate":
+        stages.evaluate(cfg, out)
+        print(_report(out))
+    elif args.command == "run":
+        stages.run(cfg, out)
+        print(_report(out))
+        print(f"metrics: {out / 'metrics.json'}\ntables: {out / 'results'}\nplots: {out / 'eval'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from dfcil_core.training import StopRequested
+
+    try:
+        return dispatch(args)
+    except DfcilError as err:
+        print(f"dfcil: error: {err}", file=sys.stderr)
+        return 2
+    except StopRequested as err:
+        print(f"dfcil: stopped by SIGTERM: {err}; re-run the same command to resume", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("dfcil: interrupted", file=sys.stderr)
+        return 130
+
+
+def json_dump(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The single, validated configuration (params.yaml), its presets and its hashes.
+
+Every field has the paper's value as its default; small profiles change numbers only.
+Unknown keys, wrong types and out-of-range values are rejected by name (`DfcilError`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dfcil_core.errors import DfcilError
+
+METHODS = ("base", "upper_bound", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd")
+DATASETS = ("cifar100", "cifar10", "imagefolder")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DataConfig(_Strict):
+    dataset: Literal["cifar100", "cifar10", "imagefolder"] = "cifar100"
+    root: str | None = None  # None: $DFCIL_DATA_ROOT, else ./data
+    download: bool = True
+    image_size: int = Field(32, ge=8)
+    n_tasks: int = Field(10, ge=1)
+    num_classes: int | None = Field(None, ge=1)  # use the first C classes of the shuffled order
+    first_task_classes: int | None = Field(None, ge=1)  # optional larger first task
+    train_per_class: int | None = Field(None, ge=1)  # None: all
+    test_per_class: int | None = Field(None, ge=1)
+
+
+class ModelConfig(_Strict):
+    arch: Literal["resnet32", "resnet18"] = "resnet32"
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(250, ge=1)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(2e-4, ge=0)
+    batch_size: int = Field(128, ge=1)
+    milestones: list[int] = [100, 150, 200]
+    gamma: float = Field(0.1, gt=0, le=1)
+    kd_temperature: float = Field(2.0, gt=0)
+    # Per-task epoch overrides, e.g. {3: 50}: changing one re-runs only task >= 3 downstream.
+    task_epochs: dict[int, int] = {}
+    checkpoint_every: int = Field(10, ge=1)  # in-task checkpoint period (epochs)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
+            raise ValueError("train.milestones must be increasing positive epochs")
+        for t, e in self.task_epochs.items():
+            if t < 1 or e < 1:
+                raise ValueError("train.task_epochs needs task >= 1 and epochs >= 1")
+        return self
+
+    def epochs_for(self, task: int) -> int:
+        return self.task_epochs.get(task, self.epochs)
+
+
+class SynthesisConfig(_Strict):
+    steps: int = Field(10000, ge=0)  # the authors' scripts; the paper's text says 5,000
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=2)
+    z_dim: int = Field(1000, ge=1)
+    alpha_con: float = Field(1.0, ge=0)
+    alpha_div: float = Field(1.0, ge=0)
+    alpha_stat: float = Field(5e1, ge=0)
+    alpha_prior: float = Field(1e-3, ge=0)
+    alpha_temp: float = Field(1e3, gt=0)
+    replay_batch_size: int = Field(128, ge=1)  # synthetic images per training step
+
+
+class AbdConfig(_Strict):
+    lambda_kd: float = Field(0.1, ge=0)
+    lambda_ft: float = Field(1.0, ge=0)
+    # Table 3 ablations: each False removes one component.
+    task_balancing: bool = True
+    local_ce: bool = True  # False: standard CE over all heads instead of Eq. 11
+    kd_real: bool = True
+    kd_synthetic: bool = True
+    ft_ce: bool = True
+
+
+class RuntimeConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    threads: int | None = Field(None, ge=1)
+    progress: bool = True
+
+
+class Config(_Strict):
+    name: str = "default"
+    seed: int = Field(0, ge=0)
+    methods: list[str] = list(METHODS)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
+    abd: AbdConfig = AbdConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"methods: unknown method {m!r} (known: {', '.join(METHODS)})")
+        if not self.methods:
+            raise ValueError("methods: give at least one method")
+        return self
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def total_classes(self) -> int:
+        full = {"cifar100": 100, "cifar10": 10}.get(self.data.dataset)
+        if self.data.num_classes is not None:
+            return self.data.num_classes
+        if full is None:
+            raise DfcilError("data.num_classes: required for the imagefolder dataset")
+        return full
+
+    def task_sizes(self) -> list[int]:
+        """Classes per task: equal tasks, optionally after a larger first task."""
+        c, n, first = self.total_classes, self.data.n_tasks, self.data.first_task_classes
+        if first is None:
+            if c % n:
+                raise DfcilError(f"data.n_tasks: {n} tasks do not divide {c} classes")
+            return [c // n] * n
+        if n == 1:
+            if first != c:
+                raise DfcilError("data.first_task_classes: a single task must hold all classes")
+            return [c]
+        rest = c - first
+        if rest <= 0 or rest % (n - 1):
+            raise DfcilError(
+                f"data.n_tasks: {n - 1} tasks do not divide the {rest} classes after the first task"
+            )
+        return [first] + [rest // (n - 1)] * (n - 1)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        return msg if msg.split(":")[0] in loc or not loc else f"{loc}: {msg}"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        raise DfcilError(f"invalid config: {_format_error(err)}") from None
+    cfg.task_sizes()  # raises if the tasks do not divide the classes
+    return cfg
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides (YAML-typed values), like `dvc exp run -S`."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise DfcilError(f"override {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise DfcilError(f"override {key}: {p} is not a section")
+        node[parts[-1]] = _parse_scalar(value)
+    return out
+
+
+def load(path: str | Path | None = None, preset: str | None = None,
+         overrides: list[str] | None = None) -> Config:
+    """Load params.yaml (or a preset) and apply overrides; validate everything."""
+    raw: dict[str, Any] = {}
+    if preset is not None:
+        from dfcil_core.presets import preset_dict
+
+        raw = preset_dict(preset)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise DfcilError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise DfcilError(f"config file {p} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise DfcilError(f"config file {p}: expected a mapping at the top level")
+        raw = _deep_merge(raw, loaded)
+    raw = apply_overrides(raw, overrides or [])
+    return from_dict(raw)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def split_hash(cfg: Config) -> str:
+    """What fixes the class order and the task data: a split made under another is refused."""
+    d = cfg.data
+    return stable_hash({
+        "dataset": d.dataset, "image_size": d.image_size, "n_tasks": d.n_tasks,
+        "num_classes": cfg.total_classes, "first": d.first_task_classes,
+        "train_pc": d.train_per_class, "test_pc": d.test_per_class, "seed": cfg.seed,
+    })
+
+
+def lineage_hash(cfg: Config) -> str:
+    """What a checkpoint must share with the run that loads it (split + architecture)."""
+    return stable_hash({"split": split_hash(cfg), "arch": cfg.model.arch})

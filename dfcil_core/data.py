@@ -1,0 +1,167 @@
+"""Datasets, the paper's class-order protocol, task splits and on-device augmentation.
+
+All datasets come out as uint8 NCHW arrays with integer labels. Labels inside the pipeline are
+*positions in the shuffled class order* (as in the authors' code): task t owns a contiguous block
+of heads, so "classes seen so far" is always a prefix of the logits.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfcil_core.errors import DfcilError
+
+DATA_ROOT_ENV = "DFCIL_DATA_ROOT"
+
+# Per-channel statistics of the training sets (normalisation after crop + flip).
+CHANNEL_STATS = {
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass
+class ImageArrays:
+    """uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def data_root(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+
+
+def class_order(num_classes: int, seed: int) -> list[int]:
+    """The paper's protocol: trial r shuffles the class ids with random.seed(r)."""
+    order = list(range(num_classes))
+    random.seed(seed)
+    random.shuffle(order)
+    return order
+
+
+def task_class_blocks(sizes: list[int]) -> list[list[int]]:
+    """Positions (remapped labels) owned by each task, given the classes per task."""
+    blocks, start = [], 0
+    for s in sizes:
+        blocks.append(list(range(start, start + s)))
+        start += s
+    return blocks
+
+
+def _load_cifar(name: str, root: Path, download: bool) -> tuple[ImageArrays, ImageArrays]:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR100 if name == "cifar100" else datasets.CIFAR10
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=False)
+        except RuntimeError:
+            if not download:
+                raise DfcilError(
+                    f"{name} not found or corrupt under {root} (set ${DATA_ROOT_ENV} to the folder "
+                    f"holding {cls.base_folder}/, or enable data.download)"
+                ) from None
+            try:
+                ds = cls(root=str(root), train=train, download=True)
+            except Exception as err:  # network or checksum failure
+                raise DfcilError(
+                    f"{name} not found or corrupt under {root} and the download failed "
+                    f"({type(err).__name__}); set ${DATA_ROOT_ENV} to a folder holding "
+                    f"{cls.base_folder}/"
+                ) from None
+        x = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))  # NHWC -> NCHW, uint8
+        out.append(ImageArrays(x=x, y=np.asarray(ds.targets, dtype=np.int64)))
+    return out[0], out[1]
+
+
+def _load_imagefolder(root: Path, size: int) -> tuple[ImageArrays, ImageArrays]:
+    """`root/train/<class>/*` and `root/val/<class>/*` (Tiny-ImageNet / ImageNet subsets)."""
+    from PIL import Image
+    from torchvision import datasets
+
+    out = []
+    for split in ("train", "val"):
+        folder = root / split
+        if not folder.is_dir():
+            raise DfcilError(f"imagefolder: {folder} not found (set ${DATA_ROOT_ENV} or data.root)")
+        ds = datasets.ImageFolder(str(folder))
+        xs = np.empty((len(ds.samples), 3, size, size), dtype=np.uint8)
+        for i, (path, _) in enumerate(ds.samples):
+            with Image.open(path) as img:
+                img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+                xs[i] = np.asarray(img).transpose(2, 0, 1)
+        out.append(ImageArrays(x=xs, y=np.asarray(ds.targets, dtype=np.int64)))
+    return out[0], out[1]
+
+
+def load_dataset(name: str, root: str | None, download: bool,
+                 image_size: int) -> tuple[ImageArrays, ImageArrays]:
+    r = data_root(root)
+    if name in ("cifar100", "cifar10"):
+        if image_size != 32:
+            raise DfcilError(f"data.image_size: {name} images are 32 px, not {image_size}")
+        return _load_cifar(name, r, download)
+    if name == "imagefolder":
+        return _load_imagefolder(r, image_size)
+    raise DfcilError(f"data.dataset: unknown dataset {name!r}")
+
+
+def select_task(arrays: ImageArrays, order: list[int], positions: list[int],
+                per_class: int | None) -> ImageArrays:
+    """Images of the classes at `positions` of `order`, relabelled to those positions.
+
+    Keeps the first `per_class` images of each class in dataset order (deterministic).
+    """
+    xs, ys = [], []
+    for pos in positions:
+        idx = np.flatnonzero(arrays.y == order[pos])
+        if per_class is not None:
+            idx = idx[:per_class]
+        xs.append(arrays.x[idx])
+        ys.append(np.full(len(idx), pos, dtype=np.int64))
+    return ImageArrays(x=np.concatenate(xs), y=np.concatenate(ys))
+
+
+class DeviceAugment:
+    """Random crop (zero padding) + horizontal flip + normalisation, batched on the device.
+
+    Same maths as torchvision's RandomCrop(size, padding) -> RandomHorizontalFlip -> ToTensor ->
+    Normalize, but on a whole uint8 batch at once with no host round trip.
+    """
+
+    def __init__(self, dataset: str, image_size: int, device: torch.device):
+        mean, std = CHANNEL_STATS[dataset]
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+        self.size = image_size
+        self.pad = max(1, image_size // 8)  # 4 px for 32 px images, as in the paper
+        self.arange = torch.arange(image_size, device=device)
+
+    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return (x_u8.float() - self.mean) / self.std
+
+    def __call__(self, x_u8: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        b, p, s = x_u8.shape[0], self.pad, self.size
+        dev = x_u8.device
+        padded = torch.nn.functional.pad(x_u8, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        ox = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        rows = (oy + self.arange).view(b, 1, s, 1)
+        cols = (ox + self.arange).view(b, 1, 1, s)
+        bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
+        ci = torch.arange(x_u8.shape[1], device=dev).view(1, -1, 1, 1)
+        crop = padded[bi, ci, rows, cols]
+        flip = torch.rand(b, device=dev, generator=gen) < 0.5
+        crop = torch.where(flip.view(b, 1, 1, 1), crop.flip(3), crop)
+        return self.normalize(crop)

@@ -1,0 +1,60 @@
+"""Named presets: the paper's settings and small profiles (numbers only, same code paths).
+
+A preset is an overlay on the defaults of `Config` (which are the paper's values).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from dfcil_core.errors import DfcilError
+
+PAPER_METHODS = ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd"]
+
+# Short schedules keep the paper's shape: decays at 40%, 60%, 80% of the epochs.
+_SMALL_TRAIN = {"epochs": 10, "milestones": [4, 6, 8], "checkpoint_every": 5}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # `dvc repro` default: every stage on real CIFAR-100 in a few minutes on 2 CPU cores.
+    "default": {
+        "name": "default",
+        "methods": ["upper_bound", "base", "lwf_mc", "deepinversion", "abd"],
+        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 250, "test_per_class": 100},
+        "train": {"epochs": 4, "milestones": [2, 3], "batch_size": 64, "checkpoint_every": 2},
+        "synthesis": {"steps": 60, "batch_size": 64, "replay_batch_size": 64},
+    },
+    # CI: seconds, every code path.
+    "tiny": {
+        "name": "tiny",
+        "methods": ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd"],
+        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 32, "test_per_class": 20},
+        "train": {"epochs": 2, "milestones": [1], "batch_size": 32, "checkpoint_every": 1},
+        "synthesis": {"steps": 4, "batch_size": 16, "replay_batch_size": 32},
+        "runtime": {"progress": False},
+    },
+    # Issue 2: catastrophic forgetting on real CIFAR-100, 2 tasks x 10 classes, CPU.
+    "cpu-forgetting": {
+        "name": "cpu-forgetting",
+        "methods": ["upper_bound", "base", "lwf", "lwf_mc"],
+        "data": {"n_tasks": 2, "num_classes": 20},
+        "train": _SMALL_TRAIN,
+    },
+    # Issue 3: the data-free methods on real CIFAR-100, 2 tasks x 10 classes, CPU.
+    "cpu-dreaming": {
+        "name": "cpu-dreaming",
+        "methods": ["upper_bound", "base", "lwf", "deepinversion", "abd"],
+        "data": {"n_tasks": 2, "num_classes": 20},
+        "train": _SMALL_TRAIN,
+        "synthesis": {"steps": 500},
+    },
+}
+for _n in (5, 10, 20):
+    PRESETS[f"paper-cifar100-{_n}"] = {"name": f"paper-cifar100-{_n}", "methods": PAPER_METHODS,
+                                       "data": {"n_tasks": _n}}
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise DfcilError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return copy.deepcopy(PRESETS[name])

@@ -1,0 +1,69 @@
+"""Device selection, seeding, precision: one code path for CPU and CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Iterator
+
+import torch
+
+from dfcil_core.config import RuntimeConfig
+from dfcil_core.errors import DfcilError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DfcilError("runtime.device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def configure(rt: RuntimeConfig) -> torch.device:
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
+    device = resolve_device(rt.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def task_seed(seed: int, task: int) -> int:
+    """The authors' per-task seed (seed * 100 + task index)."""
+    return seed * 100 + task
+
+
+def seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    """bf16 autocast on CUDA; a no-op on CPU (the CPU path stays fp32 and bit-reproducible)."""
+    if enabled and device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device, rt: RuntimeConfig) -> torch.nn.Module:
+    model = model.to(device)
+    if device.type == "cuda" and rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

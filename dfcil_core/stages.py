@@ -1,0 +1,437 @@
+"""Stage functions: the one place each stage's behaviour is defined (CLI, DVC and KFP call these).
+
+Every stage is a pure function of its input files + config + seed to its output files, written
+atomically. Each output records a hash of everything it depends on; an existing output with the
+same hash is reused (a re-run after a crash redoes only what is missing), one with another hash
+is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dfcil_core import io, metrics, plots
+from dfcil_core.config import Config, lineage_hash, split_hash, stable_hash
+from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_task, task_class_blocks
+from dfcil_core.errors import DfcilError
+from dfcil_core.learners import LEARNERS, lineage, make_learner
+from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.runtime import configure, device_name, prepare_model, task_seed
+from dfcil_core.synthesis import sample_replay, synthesize_generator
+from dfcil_core.training import TaskData, accuracy_row, fit_task, to_device
+
+log = logging.getLogger("dfcil")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def split_dir(self) -> Path:
+        return self.root / "split"
+
+    def split_meta(self) -> Path:
+        return self.split_dir / "meta.json"
+
+    def task_file(self, task: int) -> Path:
+        return self.split_dir / f"task_{task}.npz"
+
+    def model(self, method: str, task: int) -> Path:
+        return self.root / "models" / lineage(method, task) / f"task_{task}.pt"
+
+    def generator(self, method: str, task: int) -> Path:
+        """The generator replayed while training task `task` (inverted from θ(task-1))."""
+        return self.root / "generators" / lineage(method, task - 1) / f"task_{task}.pt"
+
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def metrics_file(self) -> Path:
+        return self.root / "metrics.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependency hashes (what each output was made from)
+
+
+def _train_common(cfg: Config) -> dict[str, Any]:
+    t = cfg.train
+    return {"lr": t.lr, "momentum": t.momentum, "wd": t.weight_decay, "bs": t.batch_size,
+            "milestones": t.milestones, "gamma": t.gamma}
+
+
+def generator_hash(cfg: Config, method: str, task: int) -> str:
+    prev = generator_hash(cfg, method, task - 1) if task >= 3 else None
+    return stable_hash({"model": model_hash(cfg, method, task - 1), "prev_gen": prev,
+                        "synthesis": cfg.synthesis.model_dump(exclude={"replay_batch_size"})})
+
+
+def model_hash(cfg: Config, method: str, task: int) -> str:
+    learner = LEARNERS[method]
+    family = lineage(method, task)
+    parts: dict[str, Any] = {"lineage": lineage_hash(cfg), "train": _train_common(cfg),
+                             "epochs": cfg.train.epochs_for(task), "family": family, "task": task}
+    if family != "ce":
+        if not learner.fresh_model_each_task and task > 1:
+            parts["prev"] = model_hash(cfg, method, task - 1)
+        if method in ("lwf", "lwf_syn", "deepinversion"):
+            parts["kd_temperature"] = cfg.train.kd_temperature
+        if method == "abd":
+            parts["abd"] = cfg.abd.model_dump()
+        if learner.uses_replay and task > 1:
+            parts["generator"] = generator_hash(cfg, method, task)
+            parts["replay_bs"] = cfg.synthesis.replay_batch_size
+    return stable_hash(parts)
+
+
+def _check_existing(path: Path, expected: str) -> bool:
+    """True if `path` exists and was made from the same inputs; refuse if it was not."""
+    if not path.exists():
+        return False
+    meta = io.load_torch(path)["meta"] if path.suffix == ".pt" else io.read_json(path)
+    if meta.get("config_hash") != expected:
+        raise DfcilError(
+            f"{path} was made under another config (hash {meta.get('config_hash')}, expected {expected}); "
+            "use another output directory or remove it"
+        )
+    return True
+
+
+def _load_checked(path: Path, expected: str, what: str) -> dict[str, Any]:
+    if not path.exists():
+        raise DfcilError(f"missing input: {path} ({what}; run its stage first)")
+    ckpt = io.load_torch(path)
+    got = ckpt.get("meta", {}).get("config_hash")
+    if got != expected:
+        raise DfcilError(f"{path} ({what}) comes from another config (hash {got}, expected {expected})")
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. split
+
+
+def split(cfg: Config, out: Path) -> Path:
+    """Class order and per-task uint8 train/test arrays (labels = positions in the class order)."""
+    lay = Layout(out)
+    h = split_hash(cfg)
+    sizes = cfg.task_sizes()
+    if _check_existing(lay.split_meta(), h) and all(lay.task_file(t).exists() for t in range(1, len(sizes) + 1)):
+        log.info("split: up to date (%s)", lay.split_dir)
+        return lay.split_dir
+    d = cfg.data
+    train, test = load_dataset(d.dataset, d.root, d.download, d.image_size)
+    full = int(train.y.max()) + 1
+    if cfg.total_classes > full:
+        raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {d.dataset}")
+    order = class_order(full, cfg.seed)
+    blocks = task_class_blocks(sizes)
+    for t, positions in enumerate(blocks, start=1):
+        tr = select_task(train, order, positions, d.train_per_class)
+        te = select_task(test, order, positions, d.test_per_class)
+        io.save_npz(lay.task_file(t), train_x=tr.x, train_y=tr.y, test_x=te.x, test_y=te.y)
+    # meta last: its presence marks a complete split
+    io.write_json(lay.split_meta(), io.metadata(
+        h, cfg.seed, dataset=d.dataset, class_order=order[: cfg.total_classes],
+        tasks=[[order[p] for p in b] for b in blocks], task_positions=blocks,
+        inputs={"dataset": d.dataset}))
+    log.info("split: %d tasks of %s classes -> %s", len(sizes), sizes, lay.split_dir)
+    return lay.split_dir
+
+
+def _read_split(cfg: Config, lay: Layout) -> dict[str, Any]:
+    meta = io.read_json(lay.split_meta())
+    if meta.get("config_hash") != split_hash(cfg):
+        raise DfcilError(f"{lay.split_meta()} was made under another config; re-run the split stage")
+    return meta
+
+
+def _task_arrays(lay: Layout, task: int) -> dict[str, np.ndarray]:
+    return io.load_npz(lay.task_file(task))
+
+
+def _seen(meta: dict[str, Any], task: int) -> tuple[int, int]:
+    blocks = meta["task_positions"]
+    past = sum(len(b) for b in blocks[: task - 1])
+    return past, past + len(blocks[task - 1])
+
+
+def _check_task(cfg: Config, task: int) -> None:
+    if not 1 <= task <= cfg.data.n_tasks:
+        raise DfcilError(f"task: {task} is outside 1..{cfg.data.n_tasks}")
+
+
+def _load_model(path: Path, cfg: Config, expected: str, what: str, device: torch.device) -> IncrementalClassifier:
+    ckpt = _load_checked(path, expected, what)
+    m = IncrementalClassifier(cfg.model.arch, cfg.data.image_size, ckpt["num_classes"])
+    m.load_state_dict(ckpt["state_dict"])
+    return prepare_model(m, device, cfg.runtime)
+
+
+def _new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:
+    g = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
+    opt = torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr)
+    return g, opt
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. synthesize
+
+
+def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
+    """Train the generator for task `task` by inverting θ(task-1); the generator and its optimiser
+    carry on from the previous task's. Writes the checkpoint, a sample grid and loss curves."""
+    _check_task(cfg, task)
+    if task < 2:
+        raise DfcilError("synthesize: task must be >= 2 (task 1 has no previous model)")
+    if not LEARNERS[method].uses_replay:
+        raise DfcilError(f"synthesize: method {method!r} does not replay synthetic data")
+    lay = Layout(out)
+    path = lay.generator(method, task)
+    h = generator_hash(cfg, method, task)
+    if _check_existing(path, h):
+        log.info("synthesize task %d (%s): up to date", task, method)
+        return path
+    meta = _read_split(cfg, lay)
+    device = configure(cfg.runtime)
+    past, _ = _seen(meta, task)
+    teacher_path = lay.model(method, task - 1)
+    teacher = _load_model(teacher_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device)
+    torch.manual_seed(task_seed(cfg.seed, task) + 50_000)
+    generator, opt = _new_generator(cfg, device)
+    inputs = {str(teacher_path.relative_to(out)): io.file_sha256(teacher_path)}
+    if task >= 3:
+        prev_path = lay.generator(method, task - 1)
+        prev = _load_checked(prev_path, generator_hash(cfg, method, task - 1), f"generator of task {task - 1}")
+        generator.load_state_dict(prev["state_dict"])
+        opt.load_state_dict(prev["optimizer"])
+        inputs[str(prev_path.relative_to(out))] = io.file_sha256(prev_path)
+    t0 = time.perf_counter()
+    bar = None
+    if cfg.runtime.progress and cfg.synthesis.steps > 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.synthesis.steps, desc=f"synthesize task {task}", unit="step", leave=False)
+    curves = synthesize_generator(generator, opt, teacher, past, cfg.synthesis,
+                                  on_step=(lambda _s: bar.update(1)) if bar else None)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    io.save_torch(path, {"state_dict": generator.state_dict(), "optimizer": opt.state_dict(),
+                         "curves": curves, "past": past, "seconds": seconds,
+                         "meta": io.metadata(h, cfg.seed, inputs, stage="synthesize", task=task)})
+    # Figures beside the checkpoint: what the generator dreams, and how its losses went.
+    gen = torch.Generator(device=device).manual_seed(0)
+    replay = sample_replay(generator, teacher, 64, past, gen)
+    order = torch.argsort(replay["labels"], stable=True)
+    mean, std = CHANNEL_STATS[cfg.data.dataset]
+    plots.sample_grid(replay["x"][order], mean, std, path.with_name(f"samples_task_{task}.png"),
+                      title=f"synthetic past classes, task {task} (sorted by replay label)")
+    plots.loss_curves(curves, path.with_name(f"losses_task_{task}.png"), title=f"inversion losses, task {task}")
+    log.info("synthesize task %d (%s): %d steps in %.1fs, final loss %.4f", task, lineage(method, task - 1),
+             cfg.synthesis.steps, seconds, curves["total"][-1] if curves["total"] else float("nan"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. train
+
+
+def train(cfg: Config, method: str, task: int, out: Path) -> Path:
+    """θ(task) for `method` from θ(task-1), the generator (data-free methods) and task data."""
+    _check_task(cfg, task)
+    learner = make_learner(method, cfg)
+    lay = Layout(out)
+    path = lay.model(method, task)
+    h = model_hash(cfg, method, task)
+    if _check_existing(path, h):
+        log.info("train task %d (%s): up to date", task, lineage(method, task))
+        return path
+    meta = _read_split(cfg, lay)
+    device = configure(cfg.runtime)
+    past, seen = _seen(meta, task)
+    tasks = range(1, task + 1) if learner.cumulative_data else [task]
+    arrays = [_task_arrays(lay, t) for t in tasks]
+    data = to_device(np.concatenate([a["train_x"] for a in arrays]),
+                     np.concatenate([a["train_y"] for a in arrays]), device)
+    inputs = {str(lay.task_file(t).relative_to(out)): io.file_sha256(lay.task_file(t)) for t in tasks}
+    seed = task_seed(cfg.seed, task)
+    torch.manual_seed(seed)
+    teacher = generator = None
+    if task == 1 or learner.fresh_model_each_task:
+        model = prepare_model(IncrementalClassifier(cfg.model.arch, cfg.data.image_size, seen), device, cfg.runtime)
+        past_for_loss = 0
+    else:
+        prev_path = lay.model(method, task - 1)
+        teacher = _load_model(prev_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device)
+        inputs[str(prev_path.relative_to(out))] = io.file_sha256(prev_path)
+        model = copy.deepcopy(teacher)
+        model.grow(seen - past)
+        model = prepare_model(model, device, cfg.runtime)
+        past_for_loss = past
+        if learner.uses_replay:
+            gpath = lay.generator(method, task)
+            gckpt = _load_checked(gpath, generator_hash(cfg, method, task), f"generator of task {task}")
+            generator, _ = _new_generator(cfg, device)
+            generator.load_state_dict(gckpt["state_dict"])
+            inputs[str(gpath.relative_to(out))] = io.file_sha256(gpath)
+    if cfg.runtime.compile and device.type == "cuda":
+        model.features = torch.compile(model.features)
+    resume = path.with_name(f"{path.stem}.{h}.partial.pt")  # in-task checkpoint of this config only
+    t0 = time.perf_counter()
+    history = fit_task(model, learner, data, cfg, device, past_for_loss, seen, cfg.train.epochs_for(task),
+                       seed, teacher=teacher, generator=generator, resume_path=resume,
+                       progress=cfg.runtime.progress)
+    seconds = time.perf_counter() - t0
+    features = model.features
+    model.features = getattr(features, "_orig_mod", features)  # un-wrap torch.compile for saving
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    io.save_torch(path, {"state_dict": state, "num_classes": seen, "arch": cfg.model.arch,
+                         "history": history, "seconds": seconds, "device": device_name(device),
+                         "meta": io.metadata(h, cfg.seed, inputs, stage="train", method=method, task=task,
+                                             lineage_hash=lineage_hash(cfg))})
+    if resume.exists():
+        resume.unlink()
+    log.info("train task %d (%s): %d epochs in %.1fs, last loss %.4f", task, lineage(method, task),
+             cfg.train.epochs_for(task), seconds, history["loss"][-1] if history["loss"] else float("nan"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. evaluate
+
+
+def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device,
+                    tests: list[TaskData], meta: dict[str, Any]) -> metrics.AccuracyMatrix:
+    lay = Layout(out)
+    rows = []
+    for i in range(1, cfg.data.n_tasks + 1):
+        model = _load_model(lay.model(method, i), cfg, model_hash(cfg, method, i), f"θ({i}) of {method}", device)
+        rows.append(accuracy_row(model, tests[:i], _seen(meta, i)[1], cfg, device))
+    return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests])
+
+
+def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
+                      meta: dict[str, Any], n: int = 500) -> dict[str, float]:
+    """Section 5 / Appendix B after task 2: MID and MMD between θ(2)'s penultimate features of
+    real task-1 vs synthetic task-1 images, and of real task-1 vs real task-2 images."""
+    lay = Layout(out)
+    model = _load_model(lay.model(method, 2), cfg, model_hash(cfg, method, 2), f"θ(2) of {method}", device)
+    teacher = _load_model(lay.model(method, 1), cfg, model_hash(cfg, method, 1), f"θ(1) of {method}", device)
+    gck = _load_checked(lay.generator(method, 2), generator_hash(cfg, method, 2), "generator of task 2")
+    generator, _ = _new_generator(cfg, device)
+    generator.load_state_dict(gck["state_dict"])
+    from dfcil_core.data import DeviceAugment
+
+    norm = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device).normalize
+    t1, t2 = _task_arrays(lay, 1), _task_arrays(lay, 2)
+    past, _ = _seen(meta, 2)
+    gen = torch.Generator(device=device).manual_seed(task_seed(cfg.seed, 2) + 90_000)
+    with torch.no_grad():
+        x_syn = torch.cat([sample_replay(generator, teacher, min(n, 250), past, gen)["x"]
+                           for _ in range((n + 249) // 250)])[:n]
+        feats = {
+            "real_t1": model.forward_with_features(norm(torch.from_numpy(t1["test_x"][:n]).to(device)))[1],
+            "syn_t1": model.forward_with_features(x_syn)[1],
+            "real_t2": model.forward_with_features(norm(torch.from_numpy(t2["test_x"][:n]).to(device)))[1],
+        }
+    z = {k: v.float().cpu().numpy() for k, v in feats.items()}
+    return {
+        "mid_real1_syn1": metrics.mean_image_distance(z["real_t1"], z["syn_t1"]),
+        "mid_real1_real2": metrics.mean_image_distance(z["real_t1"], z["real_t2"]),
+        "mmd_real1_syn1": metrics.mmd_rbf(z["real_t1"], z["syn_t1"]),
+        "mmd_real1_real2": metrics.mmd_rbf(z["real_t1"], z["real_t2"]),
+    }
+
+
+def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, Any]:
+    """Accuracy matrices, A_N, Ω, forgetting; plots; result tables (one row per method/run and
+    one per method/task). Ω needs the upper bound's models (method `upper_bound`)."""
+    methods = methods or cfg.methods
+    lay = Layout(out)
+    meta = _read_split(cfg, lay)
+    device = configure(cfg.runtime)
+    tests = []
+    for t in range(1, cfg.data.n_tasks + 1):
+        a = _task_arrays(lay, t)
+        tests.append(to_device(a["test_x"], a["test_y"], device))
+    matrices = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
+    upper = matrices.get("upper_bound")
+    if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
+        upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)
+    ev = lay.eval_dir()
+    results: dict[str, Any] = {}
+    run_rows, task_rows = [], []
+    wall = {m: sum(io.load_torch(lay.model(m, t)).get("seconds", 0.0) for t in range(1, cfg.data.n_tasks + 1))
+            for m in methods}
+    for m, a in matrices.items():
+        summary = metrics.summarize(a, upper)
+        results[m] = summary
+        io.write_json(ev / m / "accuracy_matrix.json", a.to_dict())
+        plots.accuracy_heatmap(a.values, ev / m / "accuracy_matrix.png", title=f"{m}: A[i][n] (%)")
+        run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
+                         "method": m, "seed": cfg.seed, **summary, "train_seconds": wall[m],
+                         "device": device_name(device)})
+        for i, acc in enumerate(a.seen_curve(), start=1):
+            ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None
+            task_rows.append({"method": m, "seed": cfg.seed, "task": i, "acc_seen": acc, "omega_term": ratio})
+    # Section 5 diagnosis for the data-free learners (after task 2).
+    diagnosis = {}
+    if cfg.data.n_tasks >= 2:
+        for m in methods:
+            if LEARNERS[m].uses_replay:
+                diagnosis[m] = feature_diagnosis(cfg, m, out, device, meta)
+        if diagnosis:
+            io.write_json(ev / "diagnosis.json", diagnosis)
+            plots.grouped_bars({m: {"MID real t1 vs synthetic t1": d["mid_real1_syn1"],
+                                    "MID real t1 vs real t2": d["mid_real1_real2"]} for m, d in diagnosis.items()},
+                               ev / "mid.png", "MID", title="Feature distance after task 2 (Fig. 2)")
+            plots.grouped_bars({m: {"MMD real t1 vs synthetic t1": d["mmd_real1_syn1"],
+                                    "MMD real t1 vs real t2": d["mmd_real1_real2"]} for m, d in diagnosis.items()},
+                               ev / "mmd.png", "MMD", title="Feature MMD after task 2 (Fig. B)")
+    plots.curves_per_task({m: a.seen_curve() for m, a in matrices.items()}, ev / "accuracy_per_task.png",
+                          "accuracy over seen classes (%)", title=f"{cfg.name}: A_(i,1:i)")
+    if upper is not None:
+        plots.curves_per_task(
+            {m: [100 * a.seen_accuracy(i) / upper.seen_accuracy(i) for i in range(a.n_tasks)]
+             for m, a in matrices.items()}, ev / "omega_per_task.png", "A_(i,1:i) / upper bound (%)",
+            title=f"{cfg.name}: terms of Ω")
+    tables = lay.root / "results"
+    for name, rows in (("runs.csv", run_rows), ("tasks.csv", task_rows)):
+        with io.atomic_path(tables / name) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
+    # Per-task plot data for `dvc plots`.
+    io.write_json(ev / "plot_accuracy.json", [{"task": r["task"], "method": r["method"], "acc_seen": r["acc_seen"],
+                                               "omega_term": r["omega_term"]} for r in task_rows])
+    doc = {"methods": results, "diagnosis": diagnosis, "name": cfg.name, "seed": cfg.seed,
+           "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks}
+    io.write_json(lay.metrics_file(), doc)
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole sequence, in-process, through the same stage functions
+
+
+def run(cfg: Config, out: Path) -> dict[str, Any]:
+    split(cfg, out)
+    for task in range(1, cfg.data.n_tasks + 1):
+        for method in cfg.methods:
+            if task >= 2 and LEARNERS[method].uses_replay:
+                synthesize(cfg, method, task, out)
+            train(cfg, method, task, out)
+    return evaluate(cfg, out)

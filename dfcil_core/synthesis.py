@@ -1,0 +1,107 @@
+"""Model inversion: train the generator F against the frozen previous model (Eq. 1-7).
+
+No real image ever reaches this module. BN-statistics hooks are attached only while the
+generator trains (cheaper than keeping them on the teacher for every forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dfcil_core import losses
+from dfcil_core.config import SynthesisConfig
+from dfcil_core.models import Generator, IncrementalClassifier
+
+
+class BNStatisticsHooks:
+    """Forward hooks on every BatchNorm2d of a model: the Eq. 5 KL of each layer's input batch."""
+
+    def __init__(self, model: nn.Module):
+        self.kls: list[torch.Tensor] = []
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if isinstance(m, nn.BatchNorm2d)]
+
+    def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        x = inputs[0].float()
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        self.kls.append(losses.bn_stat_kl(mean, var, module.running_mean, module.running_var))
+
+    def pop_mean(self) -> torch.Tensor:
+        """Mean KL over the BN layers of the last forward pass."""
+        out = torch.stack(self.kls).mean()
+        self.kls.clear()
+        return out
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def inversion_loss(generator: Generator, teacher: IncrementalClassifier, hooks: BNStatisticsHooks,
+                   past: int, cfg: SynthesisConfig, kernel: torch.Tensor,
+                   batch: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Eq. 7 on one generated batch; returns every weighted term and the total."""
+    x = generator.sample(cfg.batch_size) if batch is None else batch
+    logits = teacher(x)[:, :past]
+    terms = {
+        "content": cfg.alpha_con * losses.content_loss(logits, cfg.alpha_temp),
+        "diversity": cfg.alpha_div * losses.diversity_loss(logits),
+        "stat": cfg.alpha_stat * hooks.pop_mean(),
+        "prior": cfg.alpha_prior * losses.smoothness_prior(x, kernel),
+    }
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
+                         teacher: IncrementalClassifier, past: int, cfg: SynthesisConfig,
+                         steps: int | None = None, log_every: int = 50,
+                         on_step: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Train F for `steps` Adam steps by inverting the frozen `teacher` over its `past` classes.
+
+    Generator in train mode, teacher in eval mode with frozen weights. Returns loss curves
+    sampled every `log_every` steps (host sync only then).
+    """
+    steps = cfg.steps if steps is None else steps
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    generator.train()
+    hooks = BNStatisticsHooks(teacher)
+    kernel = losses.gaussian_kernel(5, 1.0).to(next(generator.parameters()).device)
+    curves: dict[str, list[float]] = {"step": [], "content": [], "diversity": [], "stat": [],
+                                      "prior": [], "total": []}
+    pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+    try:
+        for step in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            terms = inversion_loss(generator, teacher, hooks, past, cfg, kernel)
+            terms["total"].backward()
+            optimizer.step()
+            if step % log_every == 0 or step == steps - 1:
+                pending.append((step, {k: v.detach() for k, v in terms.items()}))
+            if on_step is not None:
+                on_step(step)
+    finally:
+        hooks.remove()
+    for step, terms in pending:  # one host transfer per logged step, after the loop
+        curves["step"].append(step)
+        for k, v in terms.items():
+            curves[k].append(float(v))
+    generator.eval()
+    return curves
+
+
+@torch.no_grad()
+def sample_replay(generator: Generator, teacher: IncrementalClassifier, n: int, past: int,
+                  gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A synthetic batch from the eval-mode generator with the frozen teacher's view of it:
+    logits over the past classes, replay labels (their argmax) and penultimate features."""
+    x = generator.sample(n, gen)
+    logits, feats = teacher.forward_with_features(x)
+    logits = logits[:, :past]
+    return {"x": x, "logits": logits, "labels": logits.argmax(dim=1), "features": feats}

@@ -1,0 +1,178 @@
+"""The one training loop (every method), evaluation, and in-task checkpoints.
+
+Data stay on the device as uint8; each step crops/flips/normalises on the device, draws a fresh
+synthetic batch on the device (data-free methods) and never synchronises with the host; losses are
+gathered as device tensors and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfcil_core import io
+from dfcil_core.config import Config
+from dfcil_core.data import DeviceAugment
+from dfcil_core.learners import Learner, StepBatch
+from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.runtime import autocast
+from dfcil_core.synthesis import sample_replay
+
+log = logging.getLogger("dfcil")
+
+
+class StopRequested(Exception):
+    """SIGTERM arrived: the in-task checkpoint was saved; re-running resumes from it."""
+
+
+class _SigtermFlag:
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(_signum: int, _frame: object) -> None:
+            cls.requested = True
+
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread (e.g. inside a test runner thread)
+            pass
+
+
+def install_sigterm_handler() -> None:
+    _SigtermFlag.install()
+
+
+@dataclass
+class TaskData:
+    x: torch.Tensor  # uint8 (N, C, H, W) on the device
+    y: torch.Tensor  # int64 (N,) on the device
+
+
+def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:
+    return TaskData(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int):
+    t = cfg.train
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    milestones = [m for m in t.milestones if m < epochs]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=t.gamma)
+    return opt, sched
+
+
+def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg: Config,
+             device: torch.device, past: int, seen: int, epochs: int, seed: int,
+             teacher: IncrementalClassifier | None = None, generator: Generator | None = None,
+             resume_path: Path | None = None, progress: bool = False) -> dict[str, list[float]]:
+    """Train `model` for one task with `learner`'s loss. Returns per-epoch loss and timing."""
+    t = cfg.train
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
+    opt, sched = make_optimizer(model, cfg, epochs)
+    n = data.x.shape[0]
+    bs = min(t.batch_size, n)
+    steps = n // bs  # drop the last incomplete batch, as the authors' loader does
+    replay = learner.uses_replay and teacher is not None and generator is not None and past > 0
+    if teacher is not None:
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    if generator is not None:
+        generator.eval()
+    history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": []}
+    start_epoch, start_step, perm = 0, 0, None
+    if resume_path is not None and resume_path.exists():
+        state = io.load_torch(resume_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["rng"])
+        start_epoch, start_step, perm, history = state["epoch"], state["step"], state["perm"], state["history"]
+        perm = perm.to(device) if perm is not None else None
+        log.info("resuming from %s at epoch %d step %d", resume_path, start_epoch, start_step)
+
+    def save_partial(epoch: int, step: int, perm_: torch.Tensor | None) -> None:
+        if resume_path is None:
+            return
+        io.save_torch(resume_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": gen.get_state(), "epoch": epoch, "step": step,
+            "perm": perm_.cpu() if perm_ is not None else None, "history": history,
+        })
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, initial=start_epoch, desc=f"train {learner.name}", unit="ep", leave=False)
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        if perm is None:
+            perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(start_step, steps):
+            if _SigtermFlag.requested:
+                save_partial(epoch, step, perm)
+                raise StopRequested(f"stopped at epoch {epoch} step {step}; partial state saved")
+            idx = perm[step * bs:(step + 1) * bs]
+            batch = StepBatch(x_real=augment(data.x[idx], gen), y_real=data.y[idx], past=past, seen=seen,
+                              teacher=teacher)
+            if device.type == "cuda" and cfg.runtime.channels_last:
+                batch.x_real = batch.x_real.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.runtime.amp):
+                if replay:
+                    r = sample_replay(generator, teacher, cfg.synthesis.replay_batch_size, past, gen)
+                    batch.x_syn, batch.y_syn = r["x"], r["labels"]
+                    batch.teacher_logits_syn, batch.teacher_feats_syn = r["logits"], r["features"]
+                loss = learner.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+        sched.step()
+        start_step, perm = 0, None
+        seconds = time.perf_counter() - t0
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(float(loss_sum) / max(steps, 1))  # one host sync per epoch
+        history["seconds"].append(seconds)
+        history["images_per_s"].append(steps * bs / seconds if seconds > 0 else 0.0)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+            bar.update(1)
+        if (epoch + 1) % t.checkpoint_every == 0 and epoch + 1 < epochs:
+            save_partial(epoch + 1, 0, None)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: IncrementalClassifier, x_u8: torch.Tensor, augment: DeviceAugment, seen: int,
+            batch_size: int = 1000) -> torch.Tensor:
+    model.eval()
+    preds = []
+    for i in range(0, x_u8.shape[0], batch_size):
+        logits = model(augment.normalize(x_u8[i:i + batch_size]))[:, :seen]
+        preds.append(logits.argmax(dim=1))
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=x_u8.device)
+
+
+def accuracy_row(model: IncrementalClassifier, tests: list[TaskData], seen: int, cfg: Config,
+                 device: torch.device) -> list[float]:
+    """Accuracy (%) on each given task's test data, predicting over the `seen` classes."""
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
+    row = []
+    for td in tests:
+        pred = predict(model, td.x, augment, seen)
+        row.append(100.0 * float((pred == td.y).float().mean()))
+    return row
