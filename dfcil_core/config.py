@@ -94,7 +94,7 @@ class AbdConfig(_Strict):
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True
     compile: bool = False
     threads: int | None = Field(None, ge=1)
     progress: bool = True

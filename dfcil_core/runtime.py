@@ -64,6 +64,6 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
 
 def prepare_model(model: torch.nn.Module, device: torch.device, rt: RuntimeConfig) -> torch.nn.Module:
     model = model.to(device)
-    if device.type == "cuda" and rt.channels_last:
+    if rt.channels_last:  # measured faster for ResNet-32 on both CUDA and this AVX2 CPU
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -67,6 +67,33 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int):
     return opt, sched
 
 
+def make_batch(x_u8: torch.Tensor, y: torch.Tensor, augment: DeviceAugment, gen: torch.Generator, cfg: Config,
+               past: int, seen: int, teacher: IncrementalClassifier | None,
+               generator: Generator | None) -> StepBatch:
+    """One step's inputs, all on the device: augmented real images and, with a generator,
+    a fresh synthetic batch with the teacher's logits, labels and features."""
+    batch = StepBatch(x_real=augment(x_u8, gen), y_real=y, past=past, seen=seen, teacher=teacher)
+    if cfg.runtime.channels_last:
+        batch.x_real = batch.x_real.contiguous(memory_format=torch.channels_last)
+    if generator is not None and teacher is not None:
+        with autocast(x_u8.device, cfg.runtime.amp):
+            r = sample_replay(generator, teacher, cfg.synthesis.replay_batch_size, past, gen)
+        batch.x_syn, batch.y_syn = r["x"], r["labels"]
+        batch.teacher_logits_syn, batch.teacher_feats_syn = r["logits"], r["features"]
+    return batch
+
+
+def train_step(model: IncrementalClassifier, learner: Learner, batch: StepBatch, opt: torch.optim.Optimizer,
+               device: torch.device, amp: bool) -> torch.Tensor:
+    """One SGD step of `learner`'s loss; returns the detached loss (no host sync)."""
+    with autocast(device, amp):
+        loss = learner.loss(model, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg: Config,
              device: torch.device, past: int, seen: int, epochs: int, seed: int,
              teacher: IncrementalClassifier | None = None, generator: Generator | None = None,
@@ -124,20 +151,9 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
                 save_partial(epoch, step, perm)
                 raise StopRequested(f"stopped at epoch {epoch} step {step}; partial state saved")
             idx = perm[step * bs:(step + 1) * bs]
-            batch = StepBatch(x_real=augment(data.x[idx], gen), y_real=data.y[idx], past=past, seen=seen,
-                              teacher=teacher)
-            if device.type == "cuda" and cfg.runtime.channels_last:
-                batch.x_real = batch.x_real.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.runtime.amp):
-                if replay:
-                    r = sample_replay(generator, teacher, cfg.synthesis.replay_batch_size, past, gen)
-                    batch.x_syn, batch.y_syn = r["x"], r["labels"]
-                    batch.teacher_logits_syn, batch.teacher_feats_syn = r["logits"], r["features"]
-                loss = learner.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
+            batch = make_batch(data.x[idx], data.y[idx], augment, gen, cfg, past, seen, teacher,
+                               generator if replay else None)
+            loss_sum += train_step(model, learner, batch, opt, device, cfg.runtime.amp)
         sched.step()
         start_step, perm = 0, None
         seconds = time.perf_counter() - t0

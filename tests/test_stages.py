@@ -1,0 +1,123 @@
+"""The stage functions and `dfcil run` on a tiny profile of real CIFAR-100."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dfcil_core import cli, config, io, stages
+from dfcil_core.errors import DfcilError
+from dfcil_core.metrics import AccuracyMatrix
+
+TINY = ["data.num_classes=4", "data.train_per_class=24", "data.test_per_class=10", "synthesis.steps=3"]
+
+
+def tiny_cfg(*extra: str) -> config.Config:
+    return config.load(preset="tiny", overrides=[*TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("tiny")
+    doc = stages.run(tiny_cfg(), out)
+    return out, doc
+
+
+def test_run_writes_every_contracted_output(tiny_run):
+    out, doc = tiny_run
+    cfg = tiny_cfg()
+    lay = stages.Layout(out)
+    assert json.loads(lay.split_meta().read_text())["class_order"] == [23, 8, 11, 7]
+    for t in (1, 2):
+        z = np.load(lay.task_file(t))
+        assert z["train_x"].dtype == np.uint8 and z["train_x"].shape == (48, 3, 32, 32)
+        assert set(z["train_y"].tolist()) == ({0, 1} if t == 1 else {2, 3})
+    for m in cfg.methods:
+        assert lay.model(m, 2).is_file()
+        a = AccuracyMatrix.from_dict(json.loads((out / "eval" / m / "accuracy_matrix.json").read_text()))
+        assert a.values.shape == (2, 2)
+        assert (out / "eval" / m / "accuracy_matrix.png").stat().st_size > 1000
+    assert (out / "models" / "ce" / "task_1.pt").is_file()  # θ(1) shared by the CE methods
+    assert not (out / "models" / "base" / "task_1.pt").exists()
+    assert (out / "generators" / "ce" / "task_2.pt").is_file()  # generator shared too
+    assert (out / "generators" / "ce" / "samples_task_2.png").stat().st_size > 1000
+    for name in ("mid.png", "mmd.png", "omega_per_task.png", "accuracy_per_task.png", "diagnosis.json"):
+        assert (out / "eval" / name).is_file()
+    assert set(doc["methods"]) == set(cfg.methods)
+    assert doc["methods"]["upper_bound"]["omega"] == pytest.approx(100.0)
+    runs = (out / "results" / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + len(cfg.methods) and runs[0].startswith("name,dataset,n_tasks,method,seed,a_n,omega")
+    meta = io.load_torch(lay.model("abd", 2))["meta"]
+    assert meta["config_hash"] == stages.model_hash(cfg, "abd", 2) and meta["seed"] == 0
+    assert "models/ce/task_1.pt" in meta["inputs"] and "generators/ce/task_2.pt" in meta["inputs"]
+
+
+def test_same_seed_gives_identical_accuracy_matrices(tiny_run, tmp_path):
+    out, doc = tiny_run
+    doc2 = stages.run(tiny_cfg(), tmp_path)
+    for m in doc["methods"]:
+        a = (out / "eval" / m / "accuracy_matrix.json").read_text()
+        assert a == (tmp_path / "eval" / m / "accuracy_matrix.json").read_text()
+    assert doc2["methods"] == doc["methods"]
+
+
+def test_rerun_reuses_outputs(tiny_run):
+    out, _ = tiny_run
+    before = {p: p.stat().st_mtime_ns for p in (out / "models").rglob("*.pt")}
+    stages.run(tiny_cfg(), out)
+    assert {p: p.stat().st_mtime_ns for p in (out / "models").rglob("*.pt")} == before
+
+
+def test_checkpoint_from_another_config_is_refused(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(DfcilError, match="made under another config"):
+        stages.train(tiny_cfg("train.epochs=3"), "base", 2, out)
+    with pytest.raises(DfcilError, match="another config"):
+        stages.train(tiny_cfg("seed=1"), "base", 1, out)
+
+
+def test_stage_argument_errors(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(DfcilError, match="task: 3 is outside 1..2"):
+        stages.train(tiny_cfg(), "base", 3, out)
+    with pytest.raises(DfcilError, match="does not replay"):
+        stages.synthesize(tiny_cfg(), "base", 2, out)
+    with pytest.raises(DfcilError, match="task must be >= 2"):
+        stages.synthesize(tiny_cfg(), "abd", 1, out)
+
+
+def test_missing_input_is_named(tmp_path):
+    with pytest.raises(DfcilError, match="missing input: .*split/meta.json"):
+        stages.train(tiny_cfg(), "base", 1, tmp_path)
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dfcil_core.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--preset", "tiny", "-S", "methods=[ewc]"], "methods: unknown method 'ewc'"),
+    (["run", "--preset", "tiny", "-S", "data.n_tasks=3"], "data.n_tasks: 3 tasks do not divide 4 classes"),
+    (["run", "--preset", "tiny", "-S", "data.dataset=svhn"], "data.dataset: Input should be"),
+    (["run", "--preset", "tiny", "-S", "train.epochs=-1"], "train.epochs: Input should be greater than or equal to 1"),
+    (["run", "--preset", "tiny", "-S", "train.lr=fast"], "train.lr: Input should be a valid number"),
+    (["run", "--preset", "tiny", "-S", "train.epoch=3"], "train.epoch: unknown key"),
+    (["run", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--preset", "tiny", "--method", "ewc", "--task", "1"], "unknown method 'ewc'"),
+])
+def test_cli_bad_input_one_line_exit_2(args, message, tmp_path, capsys):
+    code = cli.main([*args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("dfcil: error: ") and message in err[0], err
+
+
+def test_cli_missing_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFCIL_DATA_ROOT", str(tmp_path / "nowhere"))
+    r = _cli("split", "--preset", "tiny", "-S", "data.download=false", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "$DFCIL_DATA_ROOT" in r.stderr
