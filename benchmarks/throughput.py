@@ -9,7 +9,6 @@ optionally the wall time of a whole profile.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -16,10 +16,10 @@ import torch
 from dfcil_core import config as config_mod
 from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import make_learner
+from dfcil_core.losses import gaussian_kernel
 from dfcil_core.models import Generator, IncrementalClassifier
 from dfcil_core.runtime import configure, device_name, prepare_model
 from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss
-from dfcil_core.losses import gaussian_kernel
 from dfcil_core.training import make_batch, train_step
 
 

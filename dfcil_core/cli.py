@@ -44,9 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("report", help="print the metrics of an evaluated output directory")
     _common(p)
-    p = sub.add_parser("config", help="print the resolved config as YAML")
+    p = sub.add_parser("config", help="print the resolved config as YAML (a complete params.yaml)")
     _common(p)
+    p = sub.add_parser("dvc-yaml", help="print dvc.yaml for the config (stages per task and method)")
+    _common(p)
+    p.add_argument("--params-file", default="params.yaml")
     sub.add_parser("presets", help="list the presets")
+    p = sub.add_parser("publish", help="append this run's result tables to the S3 results sink")
+    p.add_argument("--out", "-o", default="outputs")
+    p.add_argument("--results", required=True, metavar="S3_URL", help="s3://bucket/prefix")
+    p.add_argument("--run-id", default=None)
     return parser
 
 
@@ -83,6 +90,12 @@ def dispatch(args: argparse.Namespace) -> int:
             print(name)
         return 0
     out = Path(args.out)
+    if args.command == "publish":
+        from dfcil_core.results_sink import S3ResultsSink
+
+        run_id = S3ResultsSink(args.results).append_tables(out / "results", args.run_id)
+        print(f"published run {run_id} to {args.results}")
+        return 0
     if args.command == "report":
         print(_report(out))
         return 0
@@ -90,7 +103,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         import yaml
 
-        print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
+        from dfcil_core.dvc_pipeline import explicit_params
+
+        print(yaml.safe_dump(explicit_params(cfg), sort_keys=False), end="")
+        return 0
+    if args.command == "dvc-yaml":
+        from dfcil_core.dvc_pipeline import render
+
+        print(render(cfg, args.out, args.params_file), end="")
         return 0
     install_sigterm_handler()
     if args.command == "split":

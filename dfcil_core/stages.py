@@ -414,9 +414,13 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     for name, rows in (("runs.csv", run_rows), ("tasks.csv", task_rows)):
         with io.atomic_path(tables / name) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    # Per-task plot data for `dvc plots`.
-    io.write_json(ev / "plot_accuracy.json", [{"task": r["task"], "method": r["method"], "acc_seen": r["acc_seen"],
-                                               "omega_term": r["omega_term"]} for r in task_rows])
+    # Per-task plot data for `dvc plots`: one row per task, one column per method.
+    io.write_json(ev / "plot_accuracy.json",
+                  [{"task": i + 1, **{m: a.seen_accuracy(i) for m, a in matrices.items()}} for i in range(cfg.data.n_tasks)])
+    if upper is not None:
+        io.write_json(ev / "plot_omega.json",
+                      [{"task": i + 1, **{m: 100 * a.seen_accuracy(i) / upper.seen_accuracy(i) for m, a in matrices.items()}}
+                       for i in range(cfg.data.n_tasks)])
     doc = {"methods": results, "diagnosis": diagnosis, "name": cfg.name, "seed": cfg.seed,
            "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks}
     io.write_json(lay.metrics_file(), doc)

@@ -7,6 +7,7 @@ gathered as device tensors and read once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -39,10 +40,8 @@ class _SigtermFlag:
         def handler(_signum: int, _frame: object) -> None:
             cls.requested = True
 
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test runner thread)
             signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread (e.g. inside a test runner thread)
-            pass
 
 
 def install_sigterm_handler() -> None:

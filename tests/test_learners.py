@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dfcil_core import config, losses
-from dfcil_core.learners import LEARNERS, StepBatch, lineage, make_learner
 from dfcil_core.errors import DfcilError
+from dfcil_core.learners import LEARNERS, StepBatch, lineage, make_learner
 from dfcil_core.models import IncrementalClassifier
 
 PAST, SEEN = 3, 5

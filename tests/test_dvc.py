@@ -1,0 +1,121 @@
+"""`dvc repro` of the default profile in a temporary git + DVC repo, and an S3 remote on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dfcil_core import config
+from dfcil_core.dvc_pipeline import explicit_params, render
+from dfcil_core.errors import DfcilError
+from dfcil_core.results_sink import S3ResultsSink
+from tests.s3_server import s3_server
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    r = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def test_checked_in_dvc_yaml_and_params_are_in_sync():
+    cfg = config.load(REPO / "params.yaml")
+    assert (REPO / "dvc.yaml").read_text() == render(cfg)
+    assert yaml.safe_load((REPO / "params.yaml").read_text()) == explicit_params(cfg)
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory, data_root):
+    repo = tmp_path_factory.mktemp("dvcrepo")
+    shutil.copytree(REPO / "dfcil_core", repo / "dfcil_core", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(REPO / name, repo / name)
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "config", "user.email", "ci@dfcil"], repo)
+    sh(["git", "config", "user.name", "ci"], repo)
+    sh(["dvc", "init", "-q"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "init"], repo)
+    r = sh(["dvc", "repro"], repo)
+    return repo, r
+
+
+def test_dvc_repro_default_profile(dvc_repo):
+    repo, first = dvc_repo
+    assert "Running stage 'evaluate'" in first.stdout
+    assert (repo / "dvc.lock").is_file()
+    metrics = sh(["dvc", "metrics", "show"], repo).stdout
+    assert "a_n" in metrics and "omega" in metrics and "abd" in metrics
+    assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo).stdout
+    second = sh(["dvc", "repro"], repo).stdout
+    assert "Running stage" not in second
+    plots = sh(["dvc", "plots", "show", "-o", str(repo / "plots_html")], repo)
+    assert (repo / "plots_html" / "index.html").is_file(), plots.stdout
+
+
+def test_late_task_param_reruns_only_downstream(dvc_repo):
+    repo, _ = dvc_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["task_epochs"]["2"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = json.loads(sh(["dvc", "status", "--json"], repo).stdout)
+        dry = sh(["dvc", "repro", "--dry"], repo).stdout
+    finally:
+        sh(["git", "checkout", "params.yaml"], repo)
+    cfg = config.load(repo / "params.yaml")
+    t2_stages = {s for s in yaml.safe_load(render(cfg))["stages"] if s.startswith("train_") and s.endswith("_t2")}
+    assert set(status) == t2_stages  # DVC's own view: only the task-2 training stages changed
+    would_run = set(re.findall(r"Running stage '([^']+)'", dry))
+    assert would_run == t2_stages | {"evaluate"}
+
+
+def test_dvc_push_pull_roundtrip_and_results_sink(dvc_repo, tmp_path):
+    repo, _ = dvc_repo
+    with s3_server() as server:
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="dfcil")
+        sh(["dvc", "remote", "add", "-f", "-d", "store", "s3://dfcil/dvcstore"], repo)
+        sh(["dvc", "remote", "modify", "store", "endpointurl", server.url], repo)
+        sh(["git", "add", "-A"], repo)
+        sh(["git", "commit", "-qm", "results"], repo)
+        sh(["dvc", "push"], repo, env=server.env())
+        clone = tmp_path / "clone"
+        sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+        sh(["dvc", "pull"], clone, env=server.env())
+        for rel in ["outputs/split/meta.json", "outputs/split/task_1.npz", "outputs/split/task_2.npz",
+                    "outputs/results/runs.csv", "outputs/results/tasks.csv"]:
+            assert (clone / rel).read_bytes() == (repo / rel).read_bytes(), rel
+        # append-only results sink through boto3
+        sink = S3ResultsSink("s3://dfcil/results")
+        run_a = sink.append_tables(repo / "outputs" / "results", "run-a")
+        run_b = sink.append_tables(repo / "outputs" / "results")
+        assert sink.list_runs() == sorted([run_a, run_b])
+        table = sink.read_table()
+        n_methods = len(config.load(repo / "params.yaml").methods)
+        assert len(table) == 2 * n_methods and set(table["run_id"]) == {run_a, run_b}
+        with pytest.raises(DfcilError, match="append-only"):
+            sink.append_tables(repo / "outputs" / "results", "run-a")
+        server.stop()
+        # server gone: one clear line, exit 2, nothing local lost
+        before = {p: p.read_bytes() for p in (repo / "outputs" / "results").iterdir()}
+        r = sh([sys.executable, "-m", "dfcil_core.cli", "publish", "--out", str(repo / "outputs"),
+                "--results", "s3://dfcil/results"], repo, env=server.env(), check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dfcil: error: results sink: check failed on s3://dfcil"), lines
+        assert {p: p.read_bytes() for p in (repo / "outputs" / "results").iterdir()} == before

@@ -1,0 +1,97 @@
+"""Kubeflow: the compiled spec's structure, and a full kfp.local run equal to `dfcil run`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from dfcil_core import config
+from pipelines.dfcil_pipeline import compile_pipeline
+
+pytest.importorskip("kfp")
+
+
+def _spec(tmp_path, cfg, **kw):
+    path = compile_pipeline(cfg, tmp_path / "p.yaml", **kw)
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def test_compiled_spec_structure(tmp_path):
+    cfg = config.load(preset="paper-cifar100-10", overrides=["methods=[upper_bound,base,lwf_mc,deepinversion,abd]"])
+    spec, platform = _spec(tmp_path, cfg, image="registry.example/dfcil:test", pipeline_root="s3://bucket/root")
+    assert spec["defaultPipelineRoot"] == "s3://bucket/root"
+    assert set(spec["components"]) == {"comp-split", "comp-synthesize", "comp-train", "comp-merge", "comp-evaluate"}
+    tasks = spec["root"]["dag"]["tasks"]
+    names = {t["taskInfo"]["name"] for t in tasks.values()}
+    # shared θ(1) and generator; per-lineage chains afterwards
+    assert "train ce t1" in names and "train lwf_mc t1" in names and "synthesize ce t2" in names
+    assert "train abd t10" in names and "synthesize abd t10" in names and "train upper_bound t10" in names
+    assert sum(1 for n in names if n.startswith("synthesize")) == 1 + 2 * 8  # ce t2, then deepinversion/abd t3..t10
+    by_name = {t["taskInfo"]["name"]: (key, t) for key, t in tasks.items()}
+
+    def upstream(name):
+        return set(by_name[name][1].get("dependentTasks", []))
+
+    # the chain in order: θ(t-1) -> synthesize(t) -> train(t)
+    for t in range(3, 11):
+        assert by_name[f"train abd t{t - 1}"][0] in upstream(f"synthesize abd t{t}")
+        assert by_name[f"synthesize abd t{t}"][0] in upstream(f"train abd t{t}")
+    assert by_name["synthesize ce t2"][0] in upstream("train abd t2")
+    assert by_name["train ce t1"][0] in upstream("synthesize ce t2")
+    # evaluate runs after every method's last task (through the merges)
+    ev_key, ev = by_name["evaluate"]
+    assert ev["componentRef"]["name"] == "comp-evaluate"
+    execs = spec["deploymentSpec"]["executors"]
+    for t in tasks.values():
+        image = execs[f"exec-{t['componentRef']['name'][5:]}"]["container"]["image"]
+        assert image == "registry.example/dfcil:test"
+    # GPU on synthesize/train, retries everywhere, caching on
+    for name, (_, t) in by_name.items():
+        assert t.get("cachingOptions", {}).get("enableCache") is True
+        if name.startswith(("train", "synthesize")):
+            assert t["retryPolicy"]["maxRetryCount"] == 3 and t["retryPolicy"]["backoffFactor"] == 2.0
+    gpu_execs = [e for e in execs.values() if "accelerator" in e["container"].get("resources", {})]
+    assert gpu_execs and all(e["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+                             for e in gpu_execs)
+    # S3 credentials from a Kubernetes secret on evaluate
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    secret_execs = {k: v for k, v in k8s.items() if "secretAsEnv" in v}
+    assert secret_execs, "no secret wiring"
+    env = {e["envVar"] for v in secret_execs.values() for s in v["secretAsEnv"] for e in s["keyToEnv"]}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env
+    # the config travels as a parameter with the full, explicit params as default
+    default_cfg = spec["root"]["inputDefinitions"]["parameters"]["config_yaml"]["defaultValue"]
+    assert yaml.safe_load(default_cfg)["data"]["n_tasks"] == 10
+
+
+def test_no_gpu_compile(tmp_path):
+    spec, _ = _spec(tmp_path, config.load(preset="tiny"), gpu=False)
+    assert not any("accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())
+
+
+@pytest.mark.slow
+def test_kfp_local_run_equals_dfcil_run(tmp_path, data_root, monkeypatch):
+    from kfp import local
+
+    from dfcil_core import stages
+    from pipelines.dfcil_pipeline import build_pipeline
+
+    cfg = config.load(preset="tiny", overrides=["methods=[upper_bound,base,abd]", "data.train_per_class=24",
+                                                "data.test_per_class=10", "synthesis.steps=3"])
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp_root"))
+    build_pipeline(cfg, gpu=False, s3_secret=None)()
+    evals = [p for p in (tmp_path / "kfp_root").rglob("metrics.json") if p.parent.name == "results"]
+    assert len(evals) == 1, evals
+    kfp_out = evals[0].parent
+    ref = stages.run(cfg, tmp_path / "direct")
+    for m in cfg.methods:
+        assert (kfp_out / "eval" / m / "accuracy_matrix.json").read_text() == \
+            (tmp_path / "direct" / "eval" / m / "accuracy_matrix.json").read_text()
+    kfp_doc = json.loads((kfp_out / "metrics.json").read_text())
+    assert kfp_doc == ref
+    reports = [p for p in (tmp_path / "kfp_root").rglob("report")]
+    assert reports and "data:image/png;base64," in reports[0].read_text()
