@@ -50,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--params-file", default="params.yaml")
     sub.add_parser("presets", help="list the presets")
+    b = sub.add_parser("benchmark", help="regression benchmarking: run profiles, compare with a baseline")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    p = bsub.add_parser("run", help="run profiles (presets or params files) and append rows to the table")
+    p.add_argument("profiles", nargs="+")
+    p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
+    p.add_argument("--table", default="benchmarks/results.csv")
+    p.add_argument("--out", "-o", default="outputs/benchmarks")
+    p.add_argument("--results", default=None, metavar="S3_URL", help="also append to this S3 results sink")
+    p = bsub.add_parser("compare", help="mean over seeds vs the baseline; exit 1 on a regression")
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--current", default="benchmarks/results.csv")
+    p.add_argument("--run-id", action="append", default=[], help="only these runs of the current table")
+    p.add_argument("--report-dir", default="outputs/benchmarks/report")
+    p.add_argument("--points", type=float, default=None, help="override the absolute tolerance (points)")
+    p.add_argument("--k-std", type=float, default=None, help="override the tolerance in baseline std")
+    p = bsub.add_parser("promote", help="make runs of the current table the new baseline")
+    p.add_argument("--current", default="benchmarks/results.csv")
+    p.add_argument("--run-id", action="append", required=True)
+    p.add_argument("--baseline", required=True)
     p = sub.add_parser("publish", help="append this run's result tables to the S3 results sink")
     p.add_argument("--out", "-o", default="outputs")
     p.add_argument("--results", required=True, metavar="S3_URL", help="s3://bucket/prefix")
@@ -79,6 +98,51 @@ def _report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from dfcil_core import benchmarking as bm
+
+    if args.bench_command == "run":
+        df = bm.run_profiles(args.profiles, Path(args.out), args.overrides, Path(args.table))
+        print(df[["run_id", "method", "seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
+        if args.results:
+            import io as _io
+
+            from dfcil_core.results_sink import S3ResultsSink
+
+            sink = S3ResultsSink(args.results)
+            for run_id, part in df.groupby("run_id"):
+                buf = _io.StringIO()
+                part.to_csv(buf, index=False)
+                sink.put_new(str(run_id), "benchmark.csv", buf.getvalue().encode())
+        print(f"appended {len(df)} rows to {args.table}")
+        return 0
+    current = bm.read_table(Path(args.current))
+    if args.run_id:
+        current = current[current["run_id"].isin(args.run_id)]
+        if current.empty:
+            raise DfcilError(f"no rows for run ids {args.run_id} in {args.current}")
+    if args.bench_command == "promote":
+        from dfcil_core import io
+
+        with io.atomic_path(args.baseline) as tmp:
+            current.to_csv(tmp, index=False, float_format="%.4f")
+        print(f"baseline {args.baseline}: {len(current)} rows from {sorted(set(current['run_id']))}")
+        return 0
+    tol = dict(bm.DEFAULT_TOLERANCES)
+    if args.points is not None or args.k_std is not None:
+        tol = {m: bm.Tolerance(args.points if args.points is not None else t.points,
+                               args.k_std if args.k_std is not None else t.k_std) for m, t in tol.items()}
+    baseline = bm.read_table(Path(args.baseline))
+    comp = bm.compare(current, baseline, tol)
+    print(comp.table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    paths = bm.write_reports(comp, current, baseline, Path(args.report_dir))
+    print(f"report: {paths['html']} and {paths['markdown']}")
+    if comp.failed:
+        print(f"REGRESSION in {len(comp.regressions)} metric(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def dispatch(args: argparse.Namespace) -> int:
     from dfcil_core import stages
     from dfcil_core.training import install_sigterm_handler
@@ -89,6 +153,8 @@ def dispatch(args: argparse.Namespace) -> int:
         for name in PRESETS:
             print(name)
         return 0
+    if args.command == "benchmark":
+        return _benchmark(args)
     out = Path(args.out)
     if args.command == "publish":
         from dfcil_core.results_sink import S3ResultsSink

@@ -95,3 +95,17 @@ def test_kfp_local_run_equals_dfcil_run(tmp_path, data_root, monkeypatch):
     assert kfp_doc == ref
     reports = [p for p in (tmp_path / "kfp_root").rglob("report")]
     assert reports and "data:image/png;base64," in reports[0].read_text()
+
+
+def test_submit_helpers_build_the_kfp_cli_commands(capsys):
+    from pipelines import submit
+
+    assert submit.main(["run", "--dry-run", "--endpoint", "http://kfp:8888", "--experiment", "exp", "--run-name", "r1",
+                        "--package", "p.yaml", "config_yaml=x"]) == 0
+    assert capsys.readouterr().out.split() == ["kfp", "--endpoint", "http://kfp:8888", "run", "submit",
+                                               "--experiment-name", "exp", "--run-name", "r1", "--package-file",
+                                               "p.yaml", "config_yaml=x"]
+    cmd = submit.recurring_command(None, "bench", "b.yaml", "nightly", "0 0 3 * * *", [])
+    assert cmd[:3] == ["kfp", "recurring-run", "create"]
+    assert cmd[cmd.index("--max-concurrency") + 1] == "1" and "--no-catchup" in cmd
+    assert cmd[cmd.index("--cron-expression") + 1] == "0 0 3 * * *"

@@ -1,0 +1,164 @@
+"""Regression benchmarking: run profiles into a results table, compare against a baseline.
+
+A results table has one row per (run, method): run_id, time, git_sha, image, device, dataset,
+n_tasks, method, seed, a_n, omega, forgetting, wall_seconds, throughput. `compare` takes the mean
+over seeds per (dataset, n_tasks, method) and flags a regression when a metric falls below the
+baseline mean by more than its tolerance: max(absolute points, k * baseline std).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfcil_core import config as config_mod
+from dfcil_core import io, plots
+from dfcil_core.errors import DfcilError
+
+KEYS = ["dataset", "n_tasks", "method"]
+TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "dataset", "n_tasks", "method", "seed",
+                 "a_n", "omega", "forgetting", "wall_seconds", "images_per_s"]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    points: float = 2.0  # absolute percentage points
+    k_std: float = 2.0  # baseline standard deviations (over seeds)
+
+
+DEFAULT_TOLERANCES = {"a_n": Tolerance(2.0, 2.0), "omega": Tolerance(3.0, 2.0)}
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()[:12] or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | None = None,
+                 table: Path | None = None) -> pd.DataFrame:
+    """Run each preset (or params file) end to end and append its rows to `table`."""
+    from dfcil_core import stages
+    from dfcil_core.results_sink import new_run_id
+
+    rows = []
+    for profile in profiles:
+        path = Path(profile)
+        cfg = config_mod.load(path if path.is_file() else None, None if path.is_file() else profile, overrides)
+        run_id = new_run_id()
+        out = out_root / f"{cfg.name}-seed{cfg.seed}-{run_id}"
+        t0 = time.perf_counter()
+        doc = stages.run(cfg, out)
+        wall = time.perf_counter() - t0
+        runs = pd.read_csv(out / "results" / "runs.csv")
+        for _, r in runs.iterrows():
+            hist = io.load_torch(stages.Layout(out).model(r["method"], cfg.data.n_tasks))["history"]
+            rows.append({
+                "run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
+                "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"], "seed": cfg.seed,
+                "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"], "wall_seconds": wall,
+                "images_per_s": float(np.mean(hist["images_per_s"])) if hist["images_per_s"] else np.nan,
+            })
+        del doc
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if table is not None:
+        append_rows(table, df)
+    return df
+
+
+def append_rows(table: Path, df: pd.DataFrame) -> None:
+    """Append-only: existing rows are kept as they are."""
+    old = pd.read_csv(table) if table.is_file() else pd.DataFrame(columns=TABLE_COLUMNS)
+    merged = pd.concat([old, df], ignore_index=True) if len(old) else df
+    with io.atomic_path(table) as tmp:
+        merged.to_csv(tmp, index=False, float_format="%.4f")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise DfcilError(f"results table not found: {path}")
+    df = pd.read_csv(path)
+    missing = [c for c in KEYS + ["a_n"] if c not in df.columns]
+    if missing:
+        raise DfcilError(f"results table {path}: missing columns {missing}")
+    return df
+
+
+def summarize(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    agg = df.groupby(KEYS)[metrics].agg(["mean", "std", "count"])
+    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
+    return agg.reset_index()
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame  # one row per (key, metric)
+    regressions: pd.DataFrame
+
+    @property
+    def failed(self) -> bool:
+        return len(self.regressions) > 0
+
+
+def compare(current: pd.DataFrame, baseline: pd.DataFrame,
+            tolerances: dict[str, Tolerance] | None = None) -> Comparison:
+    tolerances = tolerances or DEFAULT_TOLERANCES
+    metrics = [m for m in tolerances if m in current.columns and m in baseline.columns]
+    cur, base = summarize(current, metrics), summarize(baseline, metrics)
+    joined = cur.merge(base, on=KEYS, suffixes=("", "_base"), how="left")
+    rows = []
+    for _, r in joined.iterrows():
+        for m in metrics:
+            tol = tolerances[m]
+            b_mean, b_std = r[f"{m}_mean_base"], r[f"{m}_std_base"]
+            if pd.isna(r[f"{m}_mean"]):
+                continue
+            allowed = max(tol.points, tol.k_std * (0.0 if pd.isna(b_std) else b_std))
+            delta = r[f"{m}_mean"] - b_mean if not pd.isna(b_mean) else np.nan
+            rows.append({**{k: r[k] for k in KEYS}, "metric": m, "current": r[f"{m}_mean"],
+                         "baseline": b_mean, "delta": delta, "allowed_drop": allowed,
+                         "status": "no baseline" if pd.isna(b_mean) else ("REGRESSION" if delta < -allowed else "ok")})
+    table = pd.DataFrame(rows)
+    regressions = table[table["status"] == "REGRESSION"] if len(table) else table
+    return Comparison(table=table, regressions=regressions)
+
+
+def write_reports(comp: Comparison, current: pd.DataFrame, baseline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """Markdown + self-contained HTML (plots embedded) comparison reports."""
+    import base64
+    import html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bars = {}
+    for _, r in comp.table[comp.table["metric"] == "a_n"].iterrows() if len(comp.table) else []:
+        bars[f"{r['method']} ({r['n_tasks']}t)"] = {"baseline": r["baseline"], "current": r["current"]}
+    plots.grouped_bars(bars, out_dir / "a_n_bars.png", "A_N (%)", title="A_N: current vs baseline")
+    figures = [out_dir / "a_n_bars.png"]
+    if "omega" in current.columns and len(comp.table):
+        oms = {}
+        for _, r in comp.table[comp.table["metric"] == "omega"].iterrows():
+            oms[f"{r['method']} ({r['n_tasks']}t)"] = {"baseline": r["baseline"], "current": r["current"]}
+        plots.grouped_bars(oms, out_dir / "omega_bars.png", "Ω (%)", title="Ω: current vs baseline")
+        figures.append(out_dir / "omega_bars.png")
+    verdict = "REGRESSION" if comp.failed else "OK"
+    md = [f"# dfcil benchmark: {verdict}", "", comp.table.to_markdown(index=False, floatfmt=".2f") if len(comp.table) else "",
+          ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    md_path = out_dir / "report.md"
+    io.write_bytes(md_path, "\n".join(md).encode())
+    imgs = "".join(f"<img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'/>" for p in figures)
+    page = (f"<html><head><meta charset='utf-8'><title>dfcil benchmark</title></head><body>"
+            f"<h1>dfcil benchmark: {verdict}</h1>{comp.table.to_html(index=False, float_format=lambda x: f'{x:.2f}')}"
+            f"{imgs}<p>{html.escape(str(len(current)))} current rows, {len(baseline)} baseline rows</p></body></html>")
+    html_path = out_dir / "report.html"
+    io.write_bytes(html_path, page.encode())
+    return {"markdown": md_path, "html": html_path}

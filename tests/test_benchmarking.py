@@ -1,0 +1,90 @@
+"""Regression gate: compare on crafted tables, reports with plots, an injected regression end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dfcil_core import benchmarking as bm
+from dfcil_core import cli
+
+
+def _table(values: dict[str, list[float]], omega: float = 70.0) -> pd.DataFrame:
+    rows = []
+    for method, accs in values.items():
+        for seed, a in enumerate(accs):
+            rows.append({"run_id": f"r{seed}", "dataset": "cifar100", "n_tasks": 10, "method": method, "seed": seed,
+                         "a_n": a, "omega": omega, "forgetting": 10.0})
+    return pd.DataFrame(rows)
+
+
+BASE = _table({"abd": [33.0, 34.0, 35.0], "lwf": [9.0, 9.0, 9.0]})  # abd mean 34, std 1
+
+
+def test_within_tolerance_passes():
+    # abd 32.5 is 1.5 below 34: allowed max(2 points, 2 * 1.0 std) = 2
+    comp = bm.compare(_table({"abd": [32.5], "lwf": [8.0]}), BASE)
+    assert not comp.failed
+    row = comp.table[(comp.table.method == "abd") & (comp.table.metric == "a_n")].iloc[0]
+    assert row["delta"] == pytest.approx(-1.5) and row["allowed_drop"] == pytest.approx(2.0)
+
+
+def test_beyond_tolerance_fails():
+    comp = bm.compare(_table({"abd": [31.5], "lwf": [9.0]}), BASE)  # 2.5 below
+    assert comp.failed and list(comp.regressions["method"]) == ["abd"]
+
+
+def test_std_tolerance_widens_the_band():
+    noisy = _table({"abd": [30.0, 34.0, 38.0]})  # std 4 -> allowed 8
+    assert not bm.compare(_table({"abd": [27.0]}), noisy).failed
+    assert bm.compare(_table({"abd": [25.0]}), noisy).failed
+
+
+def test_omega_has_its_own_tolerance():
+    comp = bm.compare(_table({"abd": [34.0]}, omega=66.0), _table({"abd": [34.0]}, omega=70.0))
+    assert comp.failed and list(comp.regressions["metric"]) == ["omega"]
+
+
+def test_missing_baseline_is_reported_not_failed():
+    comp = bm.compare(_table({"ewc": [10.0]}), BASE)
+    assert not comp.failed and set(comp.table["status"]) == {"no baseline"}
+
+
+def test_reports_embed_the_plots(tmp_path):
+    comp = bm.compare(_table({"abd": [31.0]}), BASE)
+    paths = bm.write_reports(comp, _table({"abd": [31.0]}), BASE, tmp_path)
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "REGRESSION" in page
+    assert "a_n_bars.png" in paths["markdown"].read_text()
+
+
+def test_cli_compare_exit_codes(tmp_path):
+    BASE.to_csv(tmp_path / "base.csv", index=False)
+    _table({"abd": [34.0], "lwf": [9.0]}).to_csv(tmp_path / "ok.csv", index=False)
+    _table({"abd": [20.0], "lwf": [9.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    common = ["benchmark", "compare", "--baseline", str(tmp_path / "base.csv"), "--report-dir", str(tmp_path / "r")]
+    assert cli.main([*common, "--current", str(tmp_path / "ok.csv")]) == 0
+    assert cli.main([*common, "--current", str(tmp_path / "bad.csv")]) == 1
+    assert cli.main([*common, "--current", str(tmp_path / "missing.csv")]) == 2
+
+
+@pytest.mark.slow
+def test_injected_regression_is_caught_end_to_end(tmp_path, data_root):
+    """Baseline: a tiny real ABD run. The same config passes; ABD with its FT-CE loss ablated
+    (Table 3's most damaging switch) is caught with exit 1."""
+    table = tmp_path / "results.csv"
+    common = ["-S", "methods=[abd]", "-S", "data.num_classes=4", "-S", "data.train_per_class=64",
+              "-S", "data.test_per_class=50", "-S", "synthesis.steps=10", "-S", "train.epochs=3",
+              "-S", "train.milestones=[2]"]
+    run = ["benchmark", "run", "tiny", "--table", str(table), "--out", str(tmp_path / "runs"), *common]
+    assert cli.main(run) == 0
+    base_id = pd.read_csv(table)["run_id"].iloc[0]
+    assert cli.main(["benchmark", "promote", "--current", str(table), "--run-id", base_id,
+                     "--baseline", str(tmp_path / "baseline.csv")]) == 0
+    assert cli.main([*run, "-S", "abd.ft_ce=false", "-S", "abd.local_ce=false"]) == 0
+    crippled_id = pd.read_csv(table)["run_id"].iloc[-1]
+    compare = ["benchmark", "compare", "--baseline", str(tmp_path / "baseline.csv"), "--current", str(table),
+               "--report-dir", str(tmp_path / "report"), "--points", "1", "--k-std", "0"]
+    assert cli.main([*compare, "--run-id", base_id]) == 0
+    assert cli.main([*compare, "--run-id", crippled_id]) == 1
+    assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
