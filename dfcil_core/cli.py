@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="split, then synthesize/train every task for every method, then evaluate")
     _common(p)
+    p.add_argument("--results", default=None, metavar="S3_URL", help="then append the result tables to S3")
     p = sub.add_parser("split", help="class order and per-task data")
     _common(p)
     for name, helptext in (("synthesize", "train the generator for a task (t >= 2)"),
@@ -189,9 +190,16 @@ def dispatch(args: argparse.Namespace) -> int:
         stages.evaluate(cfg, out)
         print(_report(out))
     elif args.command == "run":
+        sink = None
+        if args.results:  # fail fast on a bad URL, before hours of training
+            from dfcil_core.results_sink import S3ResultsSink
+
+            sink = S3ResultsSink(args.results)
         stages.run(cfg, out)
         print(_report(out))
         print(f"metrics: {out / 'metrics.json'}\ntables: {out / 'results'}\nplots: {out / 'eval'}")
+        if sink is not None:
+            print(f"published run {sink.append_tables(out / 'results')} to {args.results}")
     return 0
 
 

@@ -175,8 +175,13 @@ def _check_task(cfg: Config, task: int) -> None:
         raise DfcilError(f"task: {task} is outside 1..{cfg.data.n_tasks}")
 
 
-def _load_model(path: Path, cfg: Config, expected: str, what: str, device: torch.device) -> IncrementalClassifier:
+def _load_model(path: Path, cfg: Config, expected: str, what: str, device: torch.device,
+                seen: int | None = None) -> IncrementalClassifier:
     ckpt = _load_checked(path, expected, what)
+    if ckpt.get("arch") != cfg.model.arch:
+        raise DfcilError(f"{path} ({what}) is a {ckpt.get('arch')} checkpoint, the config says {cfg.model.arch}")
+    if seen is not None and ckpt.get("num_classes") != seen:
+        raise DfcilError(f"{path} ({what}) has {ckpt.get('num_classes')} classes, expected {seen}")
     m = IncrementalClassifier(cfg.model.arch, cfg.data.image_size, ckpt["num_classes"])
     m.load_state_dict(ckpt["state_dict"])
     return prepare_model(m, device, cfg.runtime)
@@ -210,7 +215,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     device = configure(cfg.runtime)
     past, _ = _seen(meta, task)
     teacher_path = lay.model(method, task - 1)
-    teacher = _load_model(teacher_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device)
+    teacher = _load_model(teacher_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device, past)
     torch.manual_seed(task_seed(cfg.seed, task) + 50_000)
     generator, opt = _new_generator(cfg, device)
     inputs = {str(teacher_path.relative_to(out)): io.file_sha256(teacher_path)}
@@ -277,7 +282,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
         past_for_loss = 0
     else:
         prev_path = lay.model(method, task - 1)
-        teacher = _load_model(prev_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device)
+        teacher = _load_model(prev_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device, past)
         inputs[str(prev_path.relative_to(out))] = io.file_sha256(prev_path)
         model = copy.deepcopy(teacher)
         model.grow(seen - past)
@@ -320,8 +325,9 @@ def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device,
     lay = Layout(out)
     rows = []
     for i in range(1, cfg.data.n_tasks + 1):
-        model = _load_model(lay.model(method, i), cfg, model_hash(cfg, method, i), f"θ({i}) of {method}", device)
-        rows.append(accuracy_row(model, tests[:i], _seen(meta, i)[1], cfg, device))
+        seen = _seen(meta, i)[1]
+        model = _load_model(lay.model(method, i), cfg, model_hash(cfg, method, i), f"θ({i}) of {method}", device, seen)
+        rows.append(accuracy_row(model, tests[:i], seen, cfg, device))
     return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests])
 
 

@@ -109,3 +109,21 @@ def test_submit_helpers_build_the_kfp_cli_commands(capsys):
     assert cmd[:3] == ["kfp", "recurring-run", "create"]
     assert cmd[cmd.index("--max-concurrency") + 1] == "1" and "--no-catchup" in cmd
     assert cmd[cmd.index("--cron-expression") + 1] == "0 0 3 * * *"
+
+
+def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
+    from kfp import compiler
+
+    from pipelines.benchmark_pipeline import build_benchmark_pipeline
+
+    pipe = build_benchmark_pipeline(["default", "tiny", "cpu-dreaming"], "run_id,dataset,n_tasks,method,a_n\n")
+    compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
+    spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    by_name = {t["taskInfo"]["name"]: (k, t) for k, t in tasks.items()}
+    order = ["run default", "run tiny", "run cpu-dreaming"]
+    for prev, nxt in zip(order, order[1:]):
+        assert by_name[prev][0] in by_name[nxt][1]["dependentTasks"]
+    assert by_name["run cpu-dreaming"][0] in by_name["compare"][1]["dependentTasks"]
+    assert by_name["compare"][0] in by_name["gate"][1]["dependentTasks"]
+    assert "comp-compare" in spec["components"] and "report" in str(spec["components"]["comp-compare"])

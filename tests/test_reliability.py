@@ -81,17 +81,16 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
-def test_unwritable_output_dir_is_one_clear_error(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):  # root ignores permissions
-            pytest.skip("running as a user that can write anywhere")
-        with pytest.raises(DfcilError, match="cannot write to"):
-            io.write_json(ro / "x" / "y.json", {})
-    finally:
-        ro.chmod(0o700)
+def test_unwritable_output_dir_is_one_clear_error(tmp_path, capsys, data_root):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")  # fails for root too, unlike permission bits
+    with pytest.raises(DfcilError, match="cannot write to"):
+        io.write_json(blocker / "x" / "y.json", {})
+    from dfcil_core import cli
+
+    assert cli.main(["split", "--preset", "tiny", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dfcil: error: cannot write to")
 
 
 def test_disk_full_is_one_clear_error(tmp_path):
@@ -167,3 +166,42 @@ def test_no_credentials_in_outputs(tmp_path, data_root, monkeypatch):
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert secret.encode() not in p.read_bytes(), p
+
+
+# ------------------------------------------------------------------ S3 fault injection
+
+
+@pytest.mark.slow
+def test_s3_server_stopped_mid_run_fails_clearly_with_outputs_intact(tmp_path, data_root):
+    import boto3
+
+    from tests.s3_server import S3Server
+
+    server = S3Server()
+    server.start()
+    env = {**os.environ, **server.env()}
+    try:
+        boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
+                     aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket="dfcil")
+        out = tmp_path / "run"
+        proc = subprocess.Popen([*_dfcil(out), "--results", "s3://dfcil/results"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for(lambda: (out / "models" / "ce" / "task_1.pt").exists(), proc)
+        server.stop()  # the object store goes away while the run is training
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        server.stop()
+    assert proc.returncode == 2, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("dfcil: error: results sink: ") and "Traceback" not in stderr
+    # every local output is there and complete
+    assert (out / "metrics.json").is_file() and (out / "results" / "runs.csv").is_file()
+    assert "abd" in (out / "metrics.json").read_text()
+    assert not list(out.rglob("*.tmp"))
+    # credentials never reach logs or outputs
+    for text in (stdout, stderr):
+        assert env["AWS_SECRET_ACCESS_KEY"] not in text and env["AWS_ACCESS_KEY_ID"] not in text
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert env["AWS_SECRET_ACCESS_KEY"].encode() not in p.read_bytes()

@@ -1,0 +1,57 @@
+"""The recurring benchmark pipeline: profiles (one after another) -> compare -> gate.
+
+    python -m pipelines.benchmark_pipeline --profile default --baseline benchmarks/baseline-default.csv
+    python -m pipelines.submit recurring --package pipelines/compiled/benchmark.yaml --cron "0 0 3 * * *"
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components.benchmark import DEFAULT_IMAGE, make_components
+
+
+def build_benchmark_pipeline(profiles: list[str], baseline_csv: str, image: str = DEFAULT_IMAGE,
+                             overrides: list[str] | None = None, gpu: bool = True):
+    comps = make_components(image)
+
+    @dsl.pipeline(name="dfcil-benchmark", description="Run benchmark profiles and gate on the baseline")
+    def benchmark_pipeline(baseline_csv: str = baseline_csv):
+        table = comps.empty_table().set_caching_options(False).outputs["table"]
+        for profile in profiles:
+            run = comps.run_profile(profile=profile, overrides=list(overrides or []), table_in=table)
+            run.set_display_name(f"run {profile}").set_caching_options(False)
+            run.set_cpu_limit("8").set_memory_limit("32G").set_retry(num_retries=2, backoff_duration="120s",
+                                                                      backoff_factor=2.0)
+            if gpu:
+                run.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            table = run.outputs["table"]
+        cmp = comps.compare(table=table, baseline_csv=baseline_csv).set_caching_options(False)
+        cmp.set_display_name("compare")
+        comps.gate(regressed=cmp.outputs["Output"]).set_display_name("gate").set_caching_options(False)
+
+    return benchmark_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Compile the benchmark pipeline")
+    p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
+    p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
+    p.add_argument("--baseline", default="benchmarks/baseline-default.csv")
+    p.add_argument("--image", default=DEFAULT_IMAGE)
+    p.add_argument("--no-gpu", action="store_true")
+    p.add_argument("--out", default="pipelines/compiled/benchmark.yaml")
+    a = p.parse_args(argv)
+    profiles = a.profile or ["default"]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pipeline = build_benchmark_pipeline(profiles, Path(a.baseline).read_text(), a.image, a.overrides, not a.no_gpu)
+    compiler.Compiler().compile(pipeline, str(out))
+    print(f"compiled: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
