@@ -30,9 +30,10 @@ def run_profile(profile: str, overrides: list, table_in: Input[Dataset], table: 
         run_profiles([profile], Path(tmp), list(overrides), Path(table.path))
 
 
-def compare(table: Input[Dataset], baseline_csv: str, report: Output[HTML], summary: Output[Markdown]) -> bool:
-    """Mean over seeds vs the baseline; the HTML report embeds the plots. Returns True on a regression."""
-    import io
+def compare(table: Input[Dataset], baseline_json: str, report: Output[HTML], summary: Output[Markdown]) -> bool:
+    """Mean over seeds vs the baseline (rows as JSON records); the HTML report embeds the plots.
+    Returns True on a regression."""
+    import json
     import shutil
     import tempfile
     from pathlib import Path
@@ -42,7 +43,7 @@ def compare(table: Input[Dataset], baseline_csv: str, report: Output[HTML], summ
     from dfcil_core import benchmarking as bm
 
     current = pd.read_csv(table.path)
-    baseline = pd.read_csv(io.StringIO(baseline_csv))
+    baseline = pd.DataFrame(json.loads(baseline_json))
     comp = bm.compare(current, baseline)
     with tempfile.TemporaryDirectory() as tmp:
         paths = bm.write_reports(comp, current, baseline, Path(tmp))

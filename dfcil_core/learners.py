@@ -33,7 +33,7 @@ class StepBatch:
 
 def _teacher_forward(teacher: IncrementalClassifier, x: torch.Tensor,
                      past: int) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
+    with torch.inference_mode():  # the frozen teacher never needs a graph
         logits, feats = teacher.forward_with_features(x)
     return logits[:, :past], feats
 

@@ -96,12 +96,13 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
     return curves
 
 
-@torch.no_grad()
 def sample_replay(generator: Generator, teacher: IncrementalClassifier, n: int, past: int,
                   gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """A synthetic batch from the eval-mode generator with the frozen teacher's view of it:
     logits over the past classes, replay labels (their argmax) and penultimate features."""
-    x = generator.sample(n, gen)
-    logits, feats = teacher.forward_with_features(x)
+    with torch.no_grad():  # not inference_mode: the student trains on these images
+        x = generator.sample(n, gen)
+    with torch.inference_mode():
+        logits, feats = teacher.forward_with_features(x)
     logits = logits[:, :past]
     return {"x": x, "logits": logits, "labels": logits.argmax(dim=1), "features": feats}

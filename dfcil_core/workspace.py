@@ -52,13 +52,14 @@ def _unlink_split(work: Path) -> None:
 
 def split_step(config_yaml: str, split_out: str, workspace_out: str) -> None:
     """Split into `split_out` and create an empty workspace."""
+    import tempfile
+
     cfg = config_from_yaml(config_yaml)
-    tmp = Path(split_out).parent / (Path(split_out).name + ".work")
-    stages.split(cfg, tmp)
-    if Path(split_out).exists():
-        shutil.rmtree(split_out)
-    shutil.move(str(tmp / "split"), split_out)
-    shutil.rmtree(tmp, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stages.split(cfg, Path(tmp))
+        if Path(split_out).exists():
+            shutil.rmtree(split_out)
+        shutil.move(str(Path(tmp) / "split"), split_out)
     Path(workspace_out).mkdir(parents=True, exist_ok=True)
 
 

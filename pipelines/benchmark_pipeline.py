@@ -8,17 +8,18 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
 from kfp import compiler, dsl
 
 from components.benchmark import DEFAULT_IMAGE, make_components
 
 
-def build_benchmark_pipeline(profiles: list[str], baseline_csv: str, image: str = DEFAULT_IMAGE,
+def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str = DEFAULT_IMAGE,
                              overrides: list[str] | None = None, gpu: bool = True):
     comps = make_components(image)
 
     @dsl.pipeline(name="dfcil-benchmark", description="Run benchmark profiles and gate on the baseline")
-    def benchmark_pipeline(baseline_csv: str = baseline_csv):
+    def benchmark_pipeline(baseline_json: str = baseline_json):
         table = comps.empty_table().set_caching_options(False).outputs["table"]
         for profile in profiles:
             run = comps.run_profile(profile=profile, overrides=list(overrides or []), table_in=table)
@@ -28,7 +29,7 @@ def build_benchmark_pipeline(profiles: list[str], baseline_csv: str, image: str 
             if gpu:
                 run.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
             table = run.outputs["table"]
-        cmp = comps.compare(table=table, baseline_csv=baseline_csv).set_caching_options(False)
+        cmp = comps.compare(table=table, baseline_json=baseline_json).set_caching_options(False)
         cmp.set_display_name("compare")
         comps.gate(regressed=cmp.outputs["Output"]).set_display_name("gate").set_caching_options(False)
 
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = a.profile or ["default"]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = build_benchmark_pipeline(profiles, Path(a.baseline).read_text(), a.image, a.overrides, not a.no_gpu)
+    baseline = pd.read_csv(a.baseline).to_json(orient="records")  # one line: see dfcil_pipeline.py
+    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu)
     compiler.Compiler().compile(pipeline, str(out))
     print(f"compiled: {out}")
     return 0

@@ -6,10 +6,10 @@ the generator inverted from it; GPU, CPU/memory limits, retries and caching are 
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-import yaml
 from kfp import compiler, dsl, kubernetes
 
 from components.stages import DEFAULT_IMAGE, make_components
@@ -35,7 +35,8 @@ def build_pipeline(cfg: config_mod.Config, image: str = DEFAULT_IMAGE, pipeline_
                    gpu: bool = True, s3_secret: str | None = S3_SECRET):
     """A @dsl.pipeline function for `cfg` (its methods and task count fix the graph)."""
     comps = make_components(image)
-    config_yaml = yaml.safe_dump(explicit_params(cfg), sort_keys=False)
+    # One line of JSON (valid YAML): KFP copies defaults into a '#' header, where a newline breaks the file.
+    config_yaml = json.dumps(explicit_params(cfg))
 
     @dsl.pipeline(name=f"dfcil-{cfg.name}", description="Data-free class-incremental learning (ABD)",
                   pipeline_root=pipeline_root)

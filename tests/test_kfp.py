@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
 import yaml
@@ -23,7 +23,8 @@ def test_compiled_spec_structure(tmp_path):
     cfg = config.load(preset="paper-cifar100-10", overrides=["methods=[upper_bound,base,lwf_mc,deepinversion,abd]"])
     spec, platform = _spec(tmp_path, cfg, image="registry.example/dfcil:test", pipeline_root="s3://bucket/root")
     assert spec["defaultPipelineRoot"] == "s3://bucket/root"
-    assert set(spec["components"]) == {"comp-split", "comp-synthesize", "comp-train", "comp-merge", "comp-evaluate"}
+    base_names = {re.sub(r"-\d+$", "", c) for c in spec["components"]}  # KFP numbers repeated uses
+    assert base_names == {"comp-split", "comp-synthesize", "comp-train", "comp-merge", "comp-evaluate"}
     tasks = spec["root"]["dag"]["tasks"]
     names = {t["taskInfo"]["name"] for t in tasks.values()}
     # shared θ(1) and generator; per-lineage chains afterwards
@@ -43,7 +44,7 @@ def test_compiled_spec_structure(tmp_path):
     assert by_name["train ce t1"][0] in upstream("synthesize ce t2")
     # evaluate runs after every method's last task (through the merges)
     ev_key, ev = by_name["evaluate"]
-    assert ev["componentRef"]["name"] == "comp-evaluate"
+    assert ev["componentRef"]["name"].startswith("comp-evaluate")
     execs = spec["deploymentSpec"]["executors"]
     for t in tasks.values():
         image = execs[f"exec-{t['componentRef']['name'][5:]}"]["container"]["image"]
@@ -64,37 +65,12 @@ def test_compiled_spec_structure(tmp_path):
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env
     # the config travels as a parameter with the full, explicit params as default
     default_cfg = spec["root"]["inputDefinitions"]["parameters"]["config_yaml"]["defaultValue"]
-    assert yaml.safe_load(default_cfg)["data"]["n_tasks"] == 10
+    assert yaml.safe_load(default_cfg)["data"]["n_tasks"] == 10 and "\n" not in default_cfg
 
 
 def test_no_gpu_compile(tmp_path):
     spec, _ = _spec(tmp_path, config.load(preset="tiny"), gpu=False)
     assert not any("accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())
-
-
-@pytest.mark.slow
-def test_kfp_local_run_equals_dfcil_run(tmp_path, data_root, monkeypatch):
-    from kfp import local
-
-    from dfcil_core import stages
-    from pipelines.dfcil_pipeline import build_pipeline
-
-    cfg = config.load(preset="tiny", overrides=["methods=[upper_bound,base,abd]", "data.train_per_class=24",
-                                                "data.test_per_class=10", "synthesis.steps=3"])
-    monkeypatch.chdir(tmp_path)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp_root"))
-    build_pipeline(cfg, gpu=False, s3_secret=None)()
-    evals = [p for p in (tmp_path / "kfp_root").rglob("metrics.json") if p.parent.name == "results"]
-    assert len(evals) == 1, evals
-    kfp_out = evals[0].parent
-    ref = stages.run(cfg, tmp_path / "direct")
-    for m in cfg.methods:
-        assert (kfp_out / "eval" / m / "accuracy_matrix.json").read_text() == \
-            (tmp_path / "direct" / "eval" / m / "accuracy_matrix.json").read_text()
-    kfp_doc = json.loads((kfp_out / "metrics.json").read_text())
-    assert kfp_doc == ref
-    reports = [p for p in (tmp_path / "kfp_root").rglob("report")]
-    assert reports and "data:image/png;base64," in reports[0].read_text()
 
 
 def test_submit_helpers_build_the_kfp_cli_commands(capsys):
@@ -116,7 +92,7 @@ def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
 
     from pipelines.benchmark_pipeline import build_benchmark_pipeline
 
-    pipe = build_benchmark_pipeline(["default", "tiny", "cpu-dreaming"], "run_id,dataset,n_tasks,method,a_n\n")
+    pipe = build_benchmark_pipeline(["default", "tiny", "cpu-dreaming"], '[{"run_id": "r", "method": "abd", "a_n": 1.0}]')
     compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]

@@ -127,11 +127,17 @@ def _wait_for(pred, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)  # polling a file condition, bounded by the deadline
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_root):
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(_dfcil(ref), check=True, capture_output=True)
+    return ref
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_kill_and_resume_gives_the_same_matrix(tmp_path, data_root, sig):
-    ref = tmp_path / "ref"
-    subprocess.run(_dfcil(ref), check=True, capture_output=True)
+def test_kill_and_resume_gives_the_same_matrix(tmp_path, uninterrupted, sig):
+    ref = uninterrupted
     out = tmp_path / "killed"
     proc = subprocess.Popen(_dfcil(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # kill it inside task 2's training, after an in-task checkpoint exists
