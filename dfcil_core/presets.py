@@ -20,9 +20,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "name": "default",
         "methods": ["upper_bound", "base", "lwf_mc", "deepinversion", "abd"],
-        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 250, "test_per_class": 100},
-        "train": {"epochs": 4, "milestones": [2, 3], "batch_size": 64, "checkpoint_every": 2},
-        "synthesis": {"steps": 60, "batch_size": 64, "replay_batch_size": 64},
+        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 128, "test_per_class": 50},
+        "train": {"epochs": 4, "milestones": [2, 3], "batch_size": 32, "checkpoint_every": 2},
+        "synthesis": {"steps": 30, "batch_size": 32, "replay_batch_size": 32},
     },
     # CI: seconds, every code path.
     "tiny": {
@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-forgetting": {
         "name": "cpu-forgetting",
         "methods": ["upper_bound", "base", "lwf_mc"],
-        "data": {"n_tasks": 2, "num_classes": 20},
+        "data": {"n_tasks": 2, "num_classes": 20, "train_per_class": 450},
         "train": _SMALL_TRAIN,
     },
     # Issue 3: the data-free methods on real CIFAR-100, 2 tasks x 10 classes, CPU.

@@ -66,25 +66,6 @@ def test_dvc_repro_default_profile(dvc_repo):
     assert (repo / "plots_html" / "index.html").is_file(), plots.stdout
 
 
-def test_late_task_param_reruns_only_downstream(dvc_repo):
-    repo, _ = dvc_repo
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["task_epochs"]["2"] += 1
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        status = json.loads(sh(["dvc", "status", "--json"], repo).stdout)
-        rerun = sh(["dvc", "repro"], repo).stdout
-    finally:
-        sh(["git", "checkout", "params.yaml"], repo)
-        sh(["dvc", "repro"], repo)  # back to the committed params (outputs restored from DVC's run cache)
-    cfg = config.load(repo / "params.yaml")
-    t2_stages = {s for s in yaml.safe_load(render(cfg))["stages"] if s.startswith("train_") and s.endswith("_t2")}
-    assert set(status) == t2_stages  # DVC's own view: only the task-2 training stages changed
-    ran = set(re.findall(r"Running stage '([^']+)'", rerun))
-    assert ran == t2_stages | {"evaluate"}  # and what it re-ran: those plus what depends on them
-    assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo).stdout
-
-
 def test_dvc_push_pull_roundtrip_and_results_sink(dvc_repo, tmp_path):
     repo, _ = dvc_repo
     with s3_server() as server:
@@ -151,3 +132,20 @@ def test_kfp_local_run_equals_dvc_repro(dvc_repo, tmp_path, monkeypatch):
     assert kfp_doc["methods"] == dvc_doc["methods"]
     reports = [p for p in (tmp_path / "kfp_root").rglob("report") if p.is_file()]
     assert reports and "data:image/png;base64," in reports[0].read_text()
+
+
+def test_late_task_param_reruns_only_downstream(dvc_repo):
+    repo, _ = dvc_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["task_epochs"]["2"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = json.loads(sh(["dvc", "status", "--json"], repo).stdout)
+        rerun = sh(["dvc", "repro"], repo).stdout
+    finally:
+        sh(["git", "checkout", "params.yaml"], repo)  # last test of the module: outputs stay as re-run
+    cfg = config.load(repo / "params.yaml")
+    t2_stages = {s for s in yaml.safe_load(render(cfg))["stages"] if s.startswith("train_") and s.endswith("_t2")}
+    assert set(status) == t2_stages  # DVC's own view: only the task-2 training stages changed
+    ran = set(re.findall(r"Running stage '([^']+)'", rerun))
+    assert ran == t2_stages | {"evaluate"}  # and what it re-ran: those plus what depends on them
