@@ -76,6 +76,25 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
     return df
 
 
+def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
+    """Benchmark rows from evaluated output directories (e.g. after `dvc exp run`), one run each."""
+    from dfcil_core.results_sink import new_run_id
+
+    rows = []
+    for out in out_dirs:
+        runs_csv = Path(out) / "results" / "runs.csv"
+        if not runs_csv.is_file():
+            raise DfcilError(f"{runs_csv} not found (evaluate {out} first)")
+        run_id = new_run_id()
+        for _, r in pd.read_csv(runs_csv).iterrows():
+            rows.append({"run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
+                         "dataset": r["dataset"], "n_tasks": r["n_tasks"], "method": r["method"], "seed": r["seed"],
+                         "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"],
+                         "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
 def append_rows(table: Path, df: pd.DataFrame) -> None:
     """Append-only: existing rows are kept as they are."""
     old = pd.read_csv(table) if table.is_file() else pd.DataFrame(columns=TABLE_COLUMNS)

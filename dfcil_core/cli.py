@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default="benchmarks/results.csv")
     p.add_argument("--out", "-o", default="outputs/benchmarks")
     p.add_argument("--results", default=None, metavar="S3_URL", help="also append to this S3 results sink")
+    p = bsub.add_parser("add", help="append evaluated output directories (e.g. after `dvc exp run`) to the table")
+    p.add_argument("outputs", nargs="+", help="output directories holding results/runs.csv")
+    p.add_argument("--table", default="benchmarks/results.csv")
     p = bsub.add_parser("compare", help="mean over seeds vs the baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True)
     p.add_argument("--current", default="benchmarks/results.csv")
@@ -115,6 +118,11 @@ def _benchmark(args: argparse.Namespace) -> int:
                 buf = _io.StringIO()
                 part.to_csv(buf, index=False)
                 sink.put_new(str(run_id), "benchmark.csv", buf.getvalue().encode())
+        print(f"appended {len(df)} rows to {args.table}")
+        return 0
+    if args.bench_command == "add":
+        df = bm.rows_from_outputs([Path(o) for o in args.outputs])
+        bm.append_rows(Path(args.table), df)
         print(f"appended {len(df)} rows to {args.table}")
         return 0
     current = bm.read_table(Path(args.current))

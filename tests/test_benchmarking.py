@@ -88,3 +88,18 @@ def test_injected_regression_is_caught_end_to_end(tmp_path, data_root):
     assert cli.main([*compare, "--run-id", base_id]) == 0
     assert cli.main([*compare, "--run-id", crippled_id]) == 1
     assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_evaluated_outputs_feed_the_table(tmp_path):
+    """What `dvc exp run` leaves (outputs/results/runs.csv) joins the benchmark table."""
+    out = tmp_path / "outputs"
+    (out / "results").mkdir(parents=True)
+    pd.DataFrame([{"name": "default", "dataset": "cifar100", "n_tasks": 2, "method": "abd", "seed": 0, "a_n": 30.0,
+                   "omega": 80.0, "avg_inc_acc": 40.0, "forgetting": 10.0, "old_acc": 20.0, "new_acc": 40.0,
+                   "train_seconds": 12.0, "device": "cpu"}]).to_csv(out / "results" / "runs.csv", index=False)
+    table = tmp_path / "t.csv"
+    assert cli.main(["benchmark", "add", str(out), str(out), "--table", str(table)]) == 0
+    df = pd.read_csv(table)
+    assert len(df) == 2 and df["run_id"].nunique() == 2 and list(df.columns) == bm.TABLE_COLUMNS
+    assert df["a_n"].tolist() == [30.0, 30.0]
+    assert cli.main(["benchmark", "add", str(tmp_path / "nope"), "--table", str(table)]) == 2
