@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,3 +104,19 @@ def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
     assert by_name["run cpu-dreaming"][0] in by_name["compare"][1]["dependentTasks"]
     assert by_name["compare"][0] in by_name["gate"][1]["dependentTasks"]
     assert "comp-compare" in spec["components"] and "report" in str(spec["components"]["comp-compare"])
+
+
+def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
+    import io
+
+    import pandas as pd
+
+    from dfcil_core import benchmarking as bm
+    from pipelines import benchmark_pipeline
+
+    base = bm.read_table(Path(__file__).resolve().parents[1] / "benchmarks" / "baseline-default.csv")
+    assert set(base["method"]) == set(config.load(preset="default").methods) and list(base.columns) == bm.TABLE_COLUMNS
+    assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
+    spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
+    assert len(pd.read_json(io.StringIO(default))) == len(base)
