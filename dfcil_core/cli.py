@@ -6,7 +6,6 @@ Bad input prints one line `dfcil: error: ...` and exits 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -231,10 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dfcil: interrupted", file=sys.stderr)
         return 130
-
-
-def json_dump(obj: object) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)
 
 
 if __name__ == "__main__":
