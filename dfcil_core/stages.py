@@ -177,7 +177,11 @@ def _check_task(cfg: Config, task: int) -> None:
 
 def _load_model(path: Path, cfg: Config, expected: str, what: str, device: torch.device,
                 seen: int | None = None) -> IncrementalClassifier:
-    ckpt = _load_checked(path, expected, what)
+    return _model_from_checkpoint(_load_checked(path, expected, what), path, cfg, what, device, seen)
+
+
+def _model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: str, device: torch.device,
+                           seen: int | None = None) -> IncrementalClassifier:
     if ckpt.get("arch") != cfg.model.arch:
         raise DfcilError(f"{path} ({what}) is a {ckpt.get('arch')} checkpoint, the config says {cfg.model.arch}")
     if seen is not None and ckpt.get("num_classes") != seen:
@@ -320,15 +324,18 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
 # 4. evaluate
 
 
-def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device,
-                    tests: list[TaskData], meta: dict[str, Any]) -> metrics.AccuracyMatrix:
+def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, tests: list[TaskData],
+                    meta: dict[str, Any]) -> tuple[metrics.AccuracyMatrix, float]:
+    """A[i][n] for `method`, and the training seconds of its models (read from the same checkpoints)."""
     lay = Layout(out)
-    rows = []
+    rows, seconds = [], 0.0
     for i in range(1, cfg.data.n_tasks + 1):
-        seen = _seen(meta, i)[1]
-        model = _load_model(lay.model(method, i), cfg, model_hash(cfg, method, i), f"θ({i}) of {method}", device, seen)
+        seen, path, what = _seen(meta, i)[1], lay.model(method, i), f"θ({i}) of {method}"
+        ckpt = _load_checked(path, model_hash(cfg, method, i), what)
+        seconds += ckpt.get("seconds", 0.0)
+        model = _model_from_checkpoint(ckpt, path, cfg, what, device, seen)
         rows.append(accuracy_row(model, tests[:i], seen, cfg, device))
-    return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests])
+    return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), seconds
 
 
 def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
@@ -375,15 +382,15 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     for t in range(1, cfg.data.n_tasks + 1):
         a = _task_arrays(lay, t)
         tests.append(to_device(a["test_x"], a["test_y"], device))
-    matrices = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
+    evaluated = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
+    matrices = {m: a for m, (a, _) in evaluated.items()}
+    wall = {m: s for m, (_, s) in evaluated.items()}
     upper = matrices.get("upper_bound")
     if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
-        upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)
+        upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)[0]
     ev = lay.eval_dir()
     results: dict[str, Any] = {}
     run_rows, task_rows = [], []
-    wall = {m: sum(io.load_torch(lay.model(m, t)).get("seconds", 0.0) for t in range(1, cfg.data.n_tasks + 1))
-            for m in methods}
     for m, a in matrices.items():
         summary = metrics.summarize(a, upper)
         results[m] = summary
