@@ -18,7 +18,7 @@ from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import make_learner
 from dfcil_core.losses import gaussian_kernel
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import configure, device_name, prepare_model
+from dfcil_core.runtime import autocast, configure, device_name, prepare_model
 from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss
 from dfcil_core.training import make_batch, train_step
 
@@ -77,7 +77,9 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
 
     def generator_step() -> None:
         gopt.zero_grad(set_to_none=True)
-        inversion_loss(gen_train, teacher, hooks, past, cfg.synthesis, kernel)["total"].backward()
+        with autocast(device, rt.amp):
+            loss = inversion_loss(gen_train, teacher, hooks, past, cfg.synthesis, kernel)["total"]
+        loss.backward()
         gopt.step()
 
     out: dict[str, Any] = {}

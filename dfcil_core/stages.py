@@ -236,7 +236,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
 
         bar = tqdm(total=cfg.synthesis.steps, desc=f"synthesize task {task}", unit="step", leave=False)
     curves = synthesize_generator(generator, opt, teacher, past, cfg.synthesis,
-                                  on_step=(lambda _s: bar.update(1)) if bar else None)
+                                  on_step=(lambda _s: bar.update(1)) if bar else None, amp=cfg.runtime.amp)
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from torch import nn
 from dfcil_core import losses
 from dfcil_core.config import SynthesisConfig
 from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.runtime import autocast
 
 
 class BNStatisticsHooks:
@@ -60,11 +61,12 @@ def inversion_loss(generator: Generator, teacher: IncrementalClassifier, hooks: 
 def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
                          teacher: IncrementalClassifier, past: int, cfg: SynthesisConfig,
                          steps: int | None = None, log_every: int = 50,
-                         on_step: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+                         on_step: Callable[[int], None] | None = None, amp: bool = False) -> dict[str, list[float]]:
     """Train F for `steps` Adam steps by inverting the frozen `teacher` over its `past` classes.
 
     Generator in train mode, teacher in eval mode with frozen weights. Returns loss curves
-    sampled every `log_every` steps (host sync only then).
+    sampled every `log_every` steps (host sync only then). `amp`: bf16 autocast on CUDA (the
+    BN-statistics KL is still computed in fp32).
     """
     steps = cfg.steps if steps is None else steps
     teacher.eval()
@@ -72,14 +74,16 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
         p.requires_grad_(False)
     generator.train()
     hooks = BNStatisticsHooks(teacher)
-    kernel = losses.gaussian_kernel(5, 1.0).to(next(generator.parameters()).device)
+    device = next(generator.parameters()).device
+    kernel = losses.gaussian_kernel(5, 1.0).to(device)
     curves: dict[str, list[float]] = {"step": [], "content": [], "diversity": [], "stat": [],
                                       "prior": [], "total": []}
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
     try:
         for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            terms = inversion_loss(generator, teacher, hooks, past, cfg, kernel)
+            with autocast(device, amp):
+                terms = inversion_loss(generator, teacher, hooks, past, cfg, kernel)
             terms["total"].backward()
             optimizer.step()
             if step % log_every == 0 or step == steps - 1:
