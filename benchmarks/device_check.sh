@@ -16,20 +16,21 @@ log="$OUT/log.txt"
   date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 } >"$log" 2>&1
-# (a)-(c): eager fp32 baseline vs ours (bf16 autocast + channels-last), then ours + torch.compile.
-timeout 150 python3 benchmarks/throughput.py --device cuda --steps 50 --out "$OUT/throughput.json" >>"$log" 2>&1
+# (a)-(c): eager fp32 baseline vs ours (bf16 autocast + channels-last), then ours + torch.compile
+# with CUDA graphs, with and without bf16.
+timeout 100 python3 benchmarks/throughput.py --device cuda --steps 50 --out "$OUT/throughput.json" >>"$log" 2>&1
 echo "rc throughput $?" >>"$log"
-# Whole ten-task ABD profile (real CIFAR-100 subset: 100 train / 20 test images per class),
-# 30 epochs per task and 500 generator steps per task; per-stage seconds scale to the full run.
-common=(--subset .devdata/c100.npz --preset paper-cifar100-10 --set 'methods=[abd]' --set train.epochs=30
-        --set 'train.milestones=[12,18,24]' --set synthesis.steps=500 --set data.train_per_class=100
+# Whole ten-task ABD profile (real CIFAR-100 subset: 100 train / 20 test images per class) on a
+# short schedule; per-stage seconds scale to the full run.
+common=(--subset .devdata/c100.npz --preset paper-cifar100-10 --set 'methods=[abd]' --set train.epochs=10
+        --set 'train.milestones=[4,6,8]' --set synthesis.steps=200 --set data.train_per_class=100
         --set data.test_per_class=20 --set runtime.device=cuda)
-timeout 240 python3 benchmarks/profile_run.py "${common[@]}" --out "$OUT/profile_ours.json" >>"$log" 2>&1
+timeout 120 python3 benchmarks/profile_run.py "${common[@]}" --out "$OUT/profile_ours.json" >>"$log" 2>&1
 echo "rc profile_ours $?" >>"$log"
-timeout 150 python3 benchmarks/throughput.py --device cuda --steps 50 --compile --out "$OUT/throughput_compile.json" >>"$log" 2>&1
-echo "rc throughput_compile $?" >>"$log"
-# Same profile on the unoptimised path (fp32, contiguous): A_N and wall time beside ours.
-timeout "${1:-200}" python3 benchmarks/profile_run.py "${common[@]}" --set runtime.amp=false \
-  --set runtime.channels_last=false --out "$OUT/profile_eager.json" >>"$log" 2>&1
-echo "rc profile_eager $?" >>"$log"
+timeout 120 python3 benchmarks/throughput.py --device cuda --steps 50 --compile --compile-mode reduce-overhead \
+  --out "$OUT/throughput_graphs.json" >>"$log" 2>&1
+echo "rc throughput_graphs $?" >>"$log"
+timeout "${1:-120}" python3 benchmarks/throughput.py --device cuda --steps 50 --compile --compile-mode reduce-overhead \
+  --no-amp --out "$OUT/throughput_graphs_fp32.json" >>"$log" 2>&1
+echo "rc throughput_graphs_fp32 $?" >>"$log"
 cat "$log"

@@ -24,11 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the trunk (CUDA)")
+    p.add_argument("--compile-mode", default="default", help="default | reduce-overhead (CUDA graphs) | ...")
+    p.add_argument("--no-amp", action="store_true", help="ours without bf16 autocast")
     p.add_argument("--profile", default=None, help="also time a whole `dfcil run` of this preset")
     p.add_argument("--out", default="outputs/bench/throughput.json")
     a = p.parse_args(argv)
     steps, warmup, bs = (2, 1, 16) if a.tiny else (a.steps, 3, 128)
-    result = run_benchmark(steps, warmup, bs, a.device, a.compile)
+    runtime = {"compile_mode": a.compile_mode, **({"amp": False} if a.no_amp else {})}
+    result = run_benchmark(steps, warmup, bs, a.device, a.compile, runtime)
     if a.profile:
         from dfcil_core import config, stages
 
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             stages.run(cfg, Path(tmp))
             result["profile"] = {"name": a.profile, "wall_seconds": time.perf_counter() - t0}
-    print(f"device: {result['device']} | torch {result['torch']} | threads {result['threads']} | batch {bs}")
+    rt = result["runtime"]
+    print(f"device: {result['device']} | torch {result['torch']} | threads {result['threads']} | batch {bs} | "
+          f"ours: amp={rt['amp']} channels_last={rt['channels_last']} compile={rt['compile']} ({rt['compile_mode']})")
     print(f"{'step':<16}{'eager s/step':>14}{'ours s/step':>13}{'ours img/s':>12}{'speedup':>9}")
     for k, v in result["optimised"].items():
         e = result["eager_baseline"][k]["seconds_per_step"]

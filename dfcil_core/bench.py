@@ -18,9 +18,9 @@ from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import make_learner
 from dfcil_core.losses import gaussian_kernel
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast, configure, device_name, prepare_model
+from dfcil_core.runtime import autocast, compile_features, configure, device_name, fused_if_supported, prepare_model
 from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss
-from dfcil_core.training import make_batch, train_step
+from dfcil_core.training import make_batch, make_optimizer, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -52,15 +52,13 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     student.grow(new)
     for p in student.parameters():
         p.requires_grad_(True)
-    student = prepare_model(student, device, rt).train()
-    if rt.compile and device.type == "cuda":
-        student.features = torch.compile(student.features)
+    student = compile_features(prepare_model(student, device, rt).train(), rt, device)
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(past, past + new, (bs,), device=device)
-    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+    opt, _ = make_optimizer(student, cfg, 1, device)
     ce, abd = make_learner("base", cfg), make_learner("abd", cfg)
 
     def ce_step() -> None:
@@ -71,39 +69,46 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
         train_step(student, abd, b, opt, device, rt.amp)
 
     gen_train = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).train()
-    gopt = torch.optim.Adam(gen_train.parameters(), lr=cfg.synthesis.lr)
+    gopt = torch.optim.Adam(gen_train.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
     kernel = gaussian_kernel().to(device)
-    hooks = BNStatisticsHooks(teacher)
+    hooked: dict[str, BNStatisticsHooks] = {}
 
     def generator_step() -> None:
         gopt.zero_grad(set_to_none=True)
         with autocast(device, rt.amp):
-            loss = inversion_loss(gen_train, teacher, hooks, past, cfg.synthesis, kernel)["total"]
+            loss = inversion_loss(gen_train, teacher, hooked["teacher"], past, cfg.synthesis, kernel)["total"]
         loss.backward()
         gopt.step()
 
     out: dict[str, Any] = {}
-    try:
-        for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size),
-                                 ("generator_step", generator_step, cfg.synthesis.batch_size)):
+    for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size),
+                             ("generator_step", generator_step, cfg.synthesis.batch_size)):
+        # BN-statistics hooks sit on the teacher only while the generator trains, as in synthesis.
+        if name == "generator_step":
+            hooked["teacher"] = BNStatisticsHooks(teacher)
+        try:
             sec = _time(fn, steps, warmup, device)
-            out[name] = {"seconds_per_step": sec, "images_per_s": images / sec}
-    finally:
-        hooks.remove()
+        finally:
+            if "teacher" in hooked:
+                hooked.pop("teacher").remove()
+        out[name] = {"seconds_per_step": sec, "images_per_s": images / sec}
     return out
 
 
 def run_benchmark(steps: int = 10, warmup: int = 3, batch_size: int = 128, device: str = "auto",
-                  compile_model: bool = False) -> dict[str, Any]:
+                  compile_model: bool = False, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours."""
     base = {"train": {"batch_size": batch_size},
             "synthesis": {"batch_size": batch_size, "replay_batch_size": batch_size},
             "runtime": {"device": device, "progress": False}}
-    ours = config_mod.from_dict({**base, "runtime": {**base["runtime"], "compile": compile_model}})
+    ours_rt = {**base["runtime"], "compile": compile_model, **(runtime or {})}
+    ours = config_mod.from_dict({**base, "runtime": ours_rt})
     eager = config_mod.from_dict({**base, "runtime": {**base["runtime"], "amp": False, "channels_last": False}})
     dev = configure(ours.runtime)
     result = {
         "device": device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "python": platform.python_version(), "batch_size": batch_size, "steps": steps,
+        "runtime": ours.runtime.model_dump(),
         "eager_baseline": measure(eager, steps, warmup),
         "optimised": measure(ours, steps, warmup),
     }

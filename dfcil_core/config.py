@@ -95,7 +95,9 @@ class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the feature trunks (CUDA)
+    # "reduce-overhead" adds CUDA graphs: the ResNet-32 step is launch-bound on a large GPU.
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     threads: int | None = Field(None, ge=1)
     progress: bool = True
 

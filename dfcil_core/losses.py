@@ -109,16 +109,21 @@ def diversity_loss(logits_past: torch.Tensor) -> torch.Tensor:
     return 1.0 + (pbar * torch.log(pbar.clamp_min(1e-30))).sum() / math.log(k)
 
 
-def bn_stat_kl(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torch.Tensor,
-               running_var: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Eq. 5: KL(N(mu, sigma^2) || N(mu_hat, sigma_hat^2)) per channel, averaged over channels.
+def bn_stat_kl_per_channel(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torch.Tensor,
+                           running_var: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. 5 per channel: KL(N(mu, sigma^2) || N(mu_hat, sigma_hat^2)).
 
     (mu, sigma^2) are the BN layer's stored statistics, (mu_hat, sigma_hat^2) the batch's.
     """
     var = running_var.float() + eps
     var_hat = var_hat.float() + eps
-    kl = 0.5 * torch.log(var_hat / var) - 0.5 * (1.0 - (var + (running_mean.float() - mean_hat.float()) ** 2) / var_hat)
-    return kl.mean()
+    return 0.5 * torch.log(var_hat / var) - 0.5 * (1.0 - (var + (running_mean.float() - mean_hat.float()) ** 2) / var_hat)
+
+
+def bn_stat_kl(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torch.Tensor,
+               running_var: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. 5 for one layer: the per-channel KL averaged over channels."""
+    return bn_stat_kl_per_channel(mean_hat, var_hat, running_mean, running_var, eps).mean()
 
 
 def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> torch.Tensor:

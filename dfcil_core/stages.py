@@ -25,7 +25,15 @@ from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_tas
 from dfcil_core.errors import DfcilError
 from dfcil_core.learners import LEARNERS, lineage, make_learner
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import configure, device_name, prepare_model, task_seed
+from dfcil_core.runtime import (
+    compile_features,
+    configure,
+    device_name,
+    fused_if_supported,
+    prepare_model,
+    task_seed,
+    uncompiled_features,
+)
 from dfcil_core.synthesis import sample_replay, synthesize_generator
 from dfcil_core.training import TaskData, accuracy_row, fit_task, to_device
 
@@ -193,7 +201,7 @@ def _model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: 
 
 def _new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:
     g = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
-    opt = torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr)
+    opt = torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
     return g, opt
 
 
@@ -298,16 +306,14 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
             generator, _ = _new_generator(cfg, device)
             generator.load_state_dict(gckpt["state_dict"])
             inputs[str(gpath.relative_to(out))] = io.file_sha256(gpath)
-    if cfg.runtime.compile and device.type == "cuda":
-        model.features = torch.compile(model.features)
+    compile_features(model, cfg.runtime, device)
     resume = path.with_name(f"{path.stem}.{h}.partial.pt")  # in-task checkpoint of this config only
     t0 = time.perf_counter()
     history = fit_task(model, learner, data, cfg, device, past_for_loss, seen, cfg.train.epochs_for(task),
                        seed, teacher=teacher, generator=generator, resume_path=resume,
                        progress=cfg.runtime.progress)
     seconds = time.perf_counter() - t0
-    features = model.features
-    model.features = getattr(features, "_orig_mod", features)  # un-wrap torch.compile for saving
+    uncompiled_features(model)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     io.save_torch(path, {"state_dict": state, "num_classes": seen, "arch": cfg.model.arch,
                          "history": history, "seconds": seconds, "device": device_name(device),

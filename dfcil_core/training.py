@@ -22,7 +22,7 @@ from dfcil_core.config import Config
 from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import Learner, StepBatch
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast
+from dfcil_core.runtime import autocast, fused_if_supported, step_begin
 from dfcil_core.synthesis import sample_replay
 
 log = logging.getLogger("dfcil")
@@ -58,9 +58,10 @@ def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:
     return TaskData(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int):
+def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int, device: torch.device):
     t = cfg.train
-    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                          **fused_if_supported(device))
     milestones = [m for m in t.milestones if m < epochs]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=t.gamma)
     return opt, sched
@@ -85,6 +86,7 @@ def make_batch(x_u8: torch.Tensor, y: torch.Tensor, augment: DeviceAugment, gen:
 def train_step(model: IncrementalClassifier, learner: Learner, batch: StepBatch, opt: torch.optim.Optimizer,
                device: torch.device, amp: bool) -> torch.Tensor:
     """One SGD step of `learner`'s loss; returns the detached loss (no host sync)."""
+    step_begin(learner.cfg.runtime)
     with autocast(device, amp):
         loss = learner.loss(model, batch)
     opt.zero_grad(set_to_none=True)
@@ -102,7 +104,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
-    opt, sched = make_optimizer(model, cfg, epochs)
+    opt, sched = make_optimizer(model, cfg, epochs, device)
     n = data.x.shape[0]
     bs = min(t.batch_size, n)
     steps = n // bs  # drop the last incomplete batch, as the authors' loader does
