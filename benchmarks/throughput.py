@@ -4,6 +4,7 @@ optionally the wall time of a whole profile.
     python benchmarks/throughput.py                 # full figures (batch 128)
     python benchmarks/throughput.py --tiny          # seconds, for CI
     python benchmarks/throughput.py --profile tiny  # also time `dfcil run` of a preset
+    python benchmarks/throughput.py --device cuda --steps 50 --compile --compile-mode reduce-overhead [--amp]
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the trunk (CUDA)")
     p.add_argument("--compile-mode", default="default", help="default | reduce-overhead (CUDA graphs) | ...")
-    p.add_argument("--no-amp", action="store_true", help="ours without bf16 autocast")
+    p.add_argument("--amp", action="store_true", help="ours with bf16 autocast (CUDA)")
     p.add_argument("--profile", default=None, help="also time a whole `dfcil run` of this preset")
     p.add_argument("--out", default="outputs/bench/throughput.json")
     a = p.parse_args(argv)
     steps, warmup, bs = (2, 1, 16) if a.tiny else (a.steps, 3, 128)
-    runtime = {"compile_mode": a.compile_mode, **({"amp": False} if a.no_amp else {})}
+    runtime = {"compile_mode": a.compile_mode, "amp": a.amp}
     result = run_benchmark(steps, warmup, bs, a.device, a.compile, runtime)
     if a.profile:
         from dfcil_core import config, stages

@@ -93,7 +93,9 @@ class AbdConfig(_Strict):
 
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
+    # bf16 autocast, CUDA only. Off by default: ResNet-32 at batch 128 is launch-bound on an H200,
+    # where the casts made every step slower (README "Throughput").
+    amp: bool = False
     channels_last: bool = True
     compile: bool = False  # torch.compile the feature trunks (CUDA)
     # "reduce-overhead" adds CUDA graphs: the ResNet-32 step is launch-bound on a large GPU.
