@@ -103,3 +103,41 @@ def test_evaluated_outputs_feed_the_table(tmp_path):
     assert len(df) == 2 and df["run_id"].nunique() == 2 and list(df.columns) == bm.TABLE_COLUMNS
     assert df["a_n"].tolist() == [30.0, 30.0]
     assert cli.main(["benchmark", "add", str(tmp_path / "nope"), "--table", str(table)]) == 2
+
+
+def _profile_run_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_run.py"
+    spec = importlib.util.spec_from_file_location("profile_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cifar_subset_gives_the_same_task_images(tmp_path, data_root, monkeypatch):
+    """The GPU profile's subset file: a task built from it holds exactly the images (and labels) the
+    same task built from the full data holds, with train_per_class=K, test_per_class=L."""
+    import numpy as np
+
+    from dfcil_core import data
+
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(data_root))
+    full_train, full_test = data.load_dataset("cifar100", None, False, 32)
+    profile_run = _profile_run_module()
+    subset = tmp_path / "c100.npz"
+    original_loader = data._load_cifar
+    try:
+        profile_run.make_subset(subset, 3, 2)
+        profile_run.use_subset(subset)
+        sub_train, sub_test = data.load_dataset("cifar100", None, False, 32)
+    finally:
+        data._load_cifar = original_loader
+    assert sub_train.x.shape == (300, 3, 32, 32) and sub_test.x.shape == (200, 3, 32, 32)
+    order = data.class_order(100, 0)
+    for positions in ([0, 1, 2], [97, 98, 99]):
+        for full, sub, k in ((full_train, sub_train, 3), (full_test, sub_test, 2)):
+            a = data.select_task(full, order, positions, k)
+            b = data.select_task(sub, order, positions, k)
+            assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)

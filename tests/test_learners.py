@@ -126,3 +126,29 @@ def test_first_task_is_shared_except_lwf_mc():
 def test_unknown_method():
     with pytest.raises(DfcilError, match="unknown method 'ewc'"):
         make_learner("ewc", config.from_dict({}))
+
+
+def test_bn_statistics_hooks_average_the_per_layer_kl():
+    """The batched KL over all BN layers equals Eq. 5 per layer, then the mean over layers."""
+    from dfcil_core.synthesis import BNStatisticsHooks
+
+    torch.manual_seed(0)
+    teacher = IncrementalClassifier("resnet32", 32, 5).eval()
+    bns = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:  # non-trivial stored statistics, different per layer
+        m.running_mean.uniform_(-1, 1)
+        m.running_var.uniform_(0.5, 2)
+    inputs: list[torch.Tensor] = []
+    capture = [m.register_forward_hook(lambda _m, i, _o: inputs.append(i[0].detach())) for m in bns]
+    hooks = BNStatisticsHooks(teacher)
+    x = torch.randn(6, 3, 32, 32)
+    teacher(x)
+    got = hooks.pop_mean()
+    for h in capture:
+        h.remove()
+    hooks.remove()
+    per_layer = [losses.bn_stat_kl(a.mean(dim=(0, 2, 3)), a.var(dim=(0, 2, 3), unbiased=False),
+                                   m.running_mean, m.running_var) for a, m in zip(inputs, bns, strict=True)]
+    assert len(per_layer) == 33  # stem + 2 per block x 15 + 2 projection shortcuts
+    assert got.item() == pytest.approx(torch.stack(per_layer).mean().item(), rel=1e-5)
+    assert hooks.stats == []  # popped: the next forward starts afresh
