@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dfcil_core import config, data, io, stages
+from dfcil_core import config, data, io
+from dfcil_core.bench import time_run
 from dfcil_core.runtime import device_name, resolve_device
 
 
@@ -63,26 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         use_subset(a.subset)
     cfg = config.load(preset=a.preset, overrides=["runtime.progress=false", *a.set])
     device = resolve_device(cfg.runtime.device)
-    stage_seconds: dict[str, float] = {}
-
-    def timed(name: str, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                stage_seconds[name] = stage_seconds.get(name, 0.0) + time.perf_counter() - t
-        return wrapper
-
-    for name in ("split", "synthesize", "train", "evaluate"):  # run() calls these by module name
-        setattr(stages, name, timed(name, getattr(stages, name)))
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        metrics = stages.run(cfg, Path(tmp))
-        wall = time.perf_counter() - t0
+        timing = time_run(cfg, Path(tmp))
+    wall, stage_seconds, metrics = timing["wall_seconds"], timing["stage_seconds"], timing["metrics"]
     result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "preset": a.preset, "overrides": a.set, "wall_seconds": wall,
-              "stage_seconds": stage_seconds, "config": cfg.model_dump(mode="json"), "metrics": metrics}
+              "preset": a.preset, "overrides": a.set, **timing, "config": cfg.model_dump(mode="json")}
     io.write_json(a.out, result)
     print(f"device: {result['device']} | torch {result['torch']} | {a.preset} {' '.join(a.set)}")
     print(f"wall: {wall:.1f} s | " + " | ".join(f"{k} {v:.1f} s" for k, v in stage_seconds.items()))

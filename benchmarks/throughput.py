@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from dfcil_core import io
-from dfcil_core.bench import run_benchmark
+from dfcil_core.bench import run_benchmark, time_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     runtime = {"compile_mode": a.compile_mode, "amp": a.amp}
     result = run_benchmark(steps, warmup, bs, a.device, a.compile, runtime)
     if a.profile:
-        from dfcil_core import config, stages
+        from dfcil_core import config
 
         cfg = config.load(preset=a.profile, overrides=[f"runtime.device={a.device}", "runtime.progress=false"])
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            stages.run(cfg, Path(tmp))
-            result["profile"] = {"name": a.profile, "wall_seconds": time.perf_counter() - t0}
+            timing = time_run(cfg, Path(tmp))
+        result["profile"] = {"name": a.profile, "wall_seconds": timing["wall_seconds"],
+                             "stage_seconds": timing["stage_seconds"]}
     rt = result["runtime"]
     print(f"device: {result['device']} | torch {result['torch']} | threads {result['threads']} | batch {bs} | "
           f"ours: amp={rt['amp']} channels_last={rt['channels_last']} compile={rt['compile']} ({rt['compile_mode']})")

@@ -6,10 +6,14 @@ functions the pipeline trains with.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import platform
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -18,8 +22,8 @@ from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import make_learner
 from dfcil_core.losses import gaussian_kernel
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast, compile_features, configure, device_name, fused_if_supported, prepare_model
-from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss
+from dfcil_core.runtime import compile_features, configure, device_name, prepare_model
+from dfcil_core.synthesis import BNStatisticsHooks, inversion_step, new_generator
 from dfcil_core.training import make_batch, make_optimizer, train_step
 
 
@@ -37,6 +41,34 @@ def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
         fn()
     _sync(device)
     return (time.perf_counter() - t0) / steps
+
+
+def _rate(seconds_per_step: float, images: int) -> dict[str, float]:
+    return {"seconds_per_step": seconds_per_step, "images_per_s": images / seconds_per_step}
+
+
+def time_run(cfg: config_mod.Config, out: Path) -> dict[str, Any]:
+    """`stages.run(cfg, out)`: its metrics, wall seconds and seconds per stage function."""
+    from dfcil_core import stages
+
+    stage_seconds: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stage_seconds[name] = stage_seconds.get(name, 0.0) + time.perf_counter() - t
+        return wrapper
+
+    with contextlib.ExitStack() as patches:  # run() calls the stages by module name
+        for name in ("split", "synthesize", "train", "evaluate"):
+            patches.enter_context(mock.patch.object(stages, name, timed(name, getattr(stages, name))))
+        t0 = time.perf_counter()
+        metrics = stages.run(cfg, out)
+        wall = time.perf_counter() - t0
+    return {"wall_seconds": wall, "stage_seconds": stage_seconds, "metrics": metrics}
 
 
 def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
@@ -68,30 +100,20 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
         b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, generator)
         train_step(student, abd, b, opt, device, rt.amp)
 
-    gen_train = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).train()
-    gopt = torch.optim.Adam(gen_train.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
+    gen_train, gopt = new_generator(cfg, device)
+    gen_train.train()
     kernel = gaussian_kernel().to(device)
-    hooked: dict[str, BNStatisticsHooks] = {}
-
-    def generator_step() -> None:
-        gopt.zero_grad(set_to_none=True)
-        with autocast(device, rt.amp):
-            loss = inversion_loss(gen_train, teacher, hooked["teacher"], past, cfg.synthesis, kernel)["total"]
-        loss.backward()
-        gopt.step()
 
     out: dict[str, Any] = {}
-    for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size),
-                             ("generator_step", generator_step, cfg.synthesis.batch_size)):
-        # BN-statistics hooks sit on the teacher only while the generator trains, as in synthesis.
-        if name == "generator_step":
-            hooked["teacher"] = BNStatisticsHooks(teacher)
-        try:
-            sec = _time(fn, steps, warmup, device)
-        finally:
-            if "teacher" in hooked:
-                hooked.pop("teacher").remove()
-        out[name] = {"seconds_per_step": sec, "images_per_s": images / sec}
+    for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size)):
+        out[name] = _rate(_time(fn, steps, warmup, device), images)
+    hooks = BNStatisticsHooks(teacher)  # on the teacher only while the generator trains, as in synthesis
+    try:
+        sec = _time(lambda: inversion_step(gen_train, gopt, teacher, hooks, past, cfg.synthesis, kernel, rt.amp),
+                    steps, warmup, device)
+    finally:
+        hooks.remove()
+    out["generator_step"] = _rate(sec, cfg.synthesis.batch_size)
     return out
 
 

@@ -24,17 +24,16 @@ from dfcil_core.config import Config, lineage_hash, split_hash, stable_hash
 from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_task, task_class_blocks
 from dfcil_core.errors import DfcilError
 from dfcil_core.learners import LEARNERS, lineage, make_learner
-from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.models import IncrementalClassifier
 from dfcil_core.runtime import (
     compile_features,
     configure,
     device_name,
-    fused_if_supported,
     prepare_model,
     task_seed,
     uncompiled_features,
 )
-from dfcil_core.synthesis import sample_replay, synthesize_generator
+from dfcil_core.synthesis import new_generator, sample_replay, synthesize_generator
 from dfcil_core.training import TaskData, accuracy_row, fit_task, to_device
 
 log = logging.getLogger("dfcil")
@@ -199,12 +198,6 @@ def _model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: 
     return prepare_model(m, device, cfg.runtime)
 
 
-def _new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:
-    g = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
-    opt = torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
-    return g, opt
-
-
 # ---------------------------------------------------------------------------------------------
 # 2. synthesize
 
@@ -229,7 +222,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     teacher_path = lay.model(method, task - 1)
     teacher = _load_model(teacher_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device, past)
     torch.manual_seed(task_seed(cfg.seed, task) + 50_000)
-    generator, opt = _new_generator(cfg, device)
+    generator, opt = new_generator(cfg, device)
     inputs = {str(teacher_path.relative_to(out)): io.file_sha256(teacher_path)}
     if task >= 3:
         prev_path = lay.generator(method, task - 1)
@@ -303,7 +296,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
         if learner.uses_replay:
             gpath = lay.generator(method, task)
             gckpt = _load_checked(gpath, generator_hash(cfg, method, task), f"generator of task {task}")
-            generator, _ = _new_generator(cfg, device)
+            generator, _ = new_generator(cfg, device)
             generator.load_state_dict(gckpt["state_dict"])
             inputs[str(gpath.relative_to(out))] = io.file_sha256(gpath)
     compile_features(model, cfg.runtime, device)
@@ -352,7 +345,7 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
     model = _load_model(lay.model(method, 2), cfg, model_hash(cfg, method, 2), f"θ(2) of {method}", device)
     teacher = _load_model(lay.model(method, 1), cfg, model_hash(cfg, method, 1), f"θ(1) of {method}", device)
     gck = _load_checked(lay.generator(method, 2), generator_hash(cfg, method, 2), "generator of task 2")
-    generator, _ = _new_generator(cfg, device)
+    generator, _ = new_generator(cfg, device)
     generator.load_state_dict(gck["state_dict"])
     from dfcil_core.data import DeviceAugment
 

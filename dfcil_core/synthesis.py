@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from dfcil_core import losses
-from dfcil_core.config import SynthesisConfig
+from dfcil_core.config import Config, SynthesisConfig
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast
+from dfcil_core.runtime import autocast, fused_if_supported, prepare_model
 
 
 class BNStatisticsHooks:
@@ -70,6 +70,18 @@ def inversion_loss(generator: Generator, teacher: IncrementalClassifier, hooks: 
     return terms
 
 
+def inversion_step(generator: Generator, optimizer: torch.optim.Optimizer, teacher: IncrementalClassifier,
+                   hooks: BNStatisticsHooks, past: int, cfg: SynthesisConfig, kernel: torch.Tensor,
+                   amp: bool = False) -> dict[str, torch.Tensor]:
+    """One Adam step of F on Eq. 7 (`hooks` must sit on `teacher`); returns the loss terms."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(kernel.device, amp):
+        terms = inversion_loss(generator, teacher, hooks, past, cfg, kernel)
+    terms["total"].backward()
+    optimizer.step()
+    return terms
+
+
 def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
                          teacher: IncrementalClassifier, past: int, cfg: SynthesisConfig,
                          steps: int | None = None, log_every: int = 50,
@@ -86,18 +98,13 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
         p.requires_grad_(False)
     generator.train()
     hooks = BNStatisticsHooks(teacher)
-    device = next(generator.parameters()).device
-    kernel = losses.gaussian_kernel(5, 1.0).to(device)
+    kernel = losses.gaussian_kernel(5, 1.0).to(next(generator.parameters()).device)
     curves: dict[str, list[float]] = {"step": [], "content": [], "diversity": [], "stat": [],
                                       "prior": [], "total": []}
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
     try:
         for step in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, amp):
-                terms = inversion_loss(generator, teacher, hooks, past, cfg, kernel)
-            terms["total"].backward()
-            optimizer.step()
+            terms = inversion_step(generator, optimizer, teacher, hooks, past, cfg, kernel, amp)
             if step % log_every == 0 or step == steps - 1:
                 pending.append((step, {k: v.detach() for k, v in terms.items()}))
             if on_step is not None:
@@ -110,6 +117,12 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
             curves[k].append(float(v))
     generator.eval()
     return curves
+
+
+def new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:
+    """A fresh generator F and its Adam optimiser, laid out as the runtime asks."""
+    g = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
+    return g, torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
 
 
 def sample_replay(generator: Generator, teacher: IncrementalClassifier, n: int, past: int,
