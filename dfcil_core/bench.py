@@ -20,11 +20,10 @@ import torch
 from dfcil_core import config as config_mod
 from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import make_learner
-from dfcil_core.losses import gaussian_kernel
-from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.models import Generator
 from dfcil_core.runtime import compile_features, configure, device_name, prepare_model
-from dfcil_core.synthesis import BNStatisticsHooks, inversion_step, new_generator
-from dfcil_core.training import make_batch, make_optimizer, train_step
+from dfcil_core.synthesis import BNStatisticsHooks, inversion_step, new_generator, prior_kernel
+from dfcil_core.training import make_batch, make_optimizer, new_classifier, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -77,7 +76,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
     torch.manual_seed(0)
-    teacher = prepare_model(IncrementalClassifier(cfg.model.arch, cfg.data.image_size, past), device, rt).eval()
+    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, rt).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     student = copy.deepcopy(teacher)
@@ -86,7 +85,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
         p.requires_grad_(True)
     student = compile_features(prepare_model(student, device, rt).train(), rt, device)
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
-    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(past, past + new, (bs,), device=device)
@@ -102,7 +101,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
 
     gen_train, gopt = new_generator(cfg, device)
     gen_train.train()
-    kernel = gaussian_kernel().to(device)
+    kernel = prior_kernel(cfg.synthesis).to(device)
 
     out: dict[str, Any] = {}
     for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size)):

@@ -96,8 +96,10 @@ def _report(out: Path) -> str:
         om = "-" if r["omega"] is None else f"{r['omega']:.1f}"
         lines.append(f"{m:<15}{r['a_n']:>8.1f}{om:>8}{r['old_acc']:>8.1f}{r['new_acc']:>8.1f}{r['forgetting']:>8.1f}")
     for m, d in doc.get("diagnosis", {}).items():
+        left_out = d.get("mid_dims_left_out", 0)
+        note = f" ({left_out} of {d['feature_dims']} near-constant feature dims left out)" if left_out else ""
         lines.append(f"{m}: MID(real t1, syn t1) {d['mid_real1_syn1']:.2f}, MID(real t1, real t2) "
-                     f"{d['mid_real1_real2']:.2f}")
+                     f"{d['mid_real1_real2']:.2f}{note}")
     return "\n".join(lines)
 
 

@@ -35,10 +35,14 @@ class DataConfig(_Strict):
     first_task_classes: int | None = Field(None, ge=1)  # optional larger first task
     train_per_class: int | None = Field(None, ge=1)  # None: all
     test_per_class: int | None = Field(None, ge=1)
+    # The authors' training augmentation starts with ColorJitter(brightness=63/255, contrast=0.8).
+    color_jitter: bool = True
 
 
 class ModelConfig(_Strict):
     arch: Literal["resnet32", "resnet18"] = "resnet32"
+    # Downsampling shortcut: "A" parameter-free (the authors' ResNet-32), "B" 1x1 conv + BN.
+    shortcut: Literal["A", "B"] = "A"
 
 
 class TrainConfig(_Strict):
@@ -50,6 +54,10 @@ class TrainConfig(_Strict):
     milestones: list[int] = [100, 150, 200]
     gamma: float = Field(0.1, gt=0, le=1)
     kd_temperature: float = Field(2.0, gt=0)
+    # KD weight mu per softmax-KD method, as the authors' scripts run them (experiments/cifar100-*.sh).
+    lwf_mu: float = Field(1.0, ge=0)
+    lwf_syn_mu: float = Field(0.1, ge=0)
+    deepinversion_mu: float = Field(1.0, ge=0)
     # Per-task epoch overrides, e.g. {3: 50}: changing one re-runs only task >= 3 downstream.
     task_epochs: dict[int, int] = {}
     checkpoint_every: int = Field(10, ge=1)  # in-task checkpoint period (epochs)
@@ -78,6 +86,8 @@ class SynthesisConfig(_Strict):
     alpha_prior: float = Field(1e-3, ge=0)
     alpha_temp: float = Field(1e3, gt=0)
     replay_batch_size: int = Field(128, ge=1)  # synthetic images per training step
+    # Smoothness-prior blur: "reference" = the authors' exp(-(d/2σ)^2) (σ_eff = √2), "paper" = exp(-d²/2σ²).
+    prior_kernel: Literal["reference", "paper"] = "reference"
 
 
 class AbdConfig(_Strict):
@@ -89,6 +99,9 @@ class AbdConfig(_Strict):
     kd_real: bool = True
     kd_synthetic: bool = True
     ft_ce: bool = True
+    # The authors' FT-CE features come from a second train-mode forward pass, so BN running
+    # statistics take each replay batch twice; False: once (no effect on losses or gradients).
+    double_bn_update: bool = True
 
 
 class RuntimeConfig(_Strict):
@@ -106,7 +119,9 @@ class RuntimeConfig(_Strict):
 
 class Config(_Strict):
     name: str = "default"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0)  # the class order (trial r of the paper) and, by default, training
+    # Training RNG only (init, augmentation, sampling), not the class order; None: `seed`.
+    train_seed: int | None = Field(None, ge=0)
     methods: list[str] = list(METHODS)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -125,6 +140,10 @@ class Config(_Strict):
         return self
 
     # --- derived -------------------------------------------------------------------------
+    @property
+    def training_seed(self) -> int:
+        return self.seed if self.train_seed is None else self.train_seed
+
     @property
     def total_classes(self) -> int:
         full = {"cifar100": 100, "cifar10": 10}.get(self.data.dataset)

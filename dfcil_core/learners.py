@@ -15,6 +15,8 @@ from dfcil_core.config import METHODS, AbdConfig, Config
 from dfcil_core.errors import DfcilError
 from dfcil_core.models import IncrementalClassifier
 
+BN_MOMENTUM = 0.1  # torch's default, the authors' too
+
 
 @dataclass
 class StepBatch:
@@ -48,6 +50,9 @@ class Learner:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
+    def prepare(self, model: IncrementalClassifier, replay: bool) -> None:
+        """Called once before a task's training steps (`replay`: synthetic replay is on)."""
+
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         logits = model(b.x_real)
         return losses.weighted_ce(logits[:, : b.seen], b.y_real)
@@ -62,10 +67,10 @@ class UpperBound(Learner):
 
 
 class LwF(Learner):
-    """CE over all seen classes + softmax KD (T=2) with zero-padded teacher probabilities."""
+    """CE over all seen classes + mu x softmax KD (T=2) over the past classes only (the authors'
+    LwF: no padding, mu = 1)."""
 
     name = "lwf"
-    pad_kd = True
 
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         if b.teacher is None:
@@ -73,7 +78,8 @@ class LwF(Learner):
         logits = model(b.x_real)
         t_logits, _ = _teacher_forward(b.teacher, b.x_real, b.past)
         return (losses.weighted_ce(logits, b.y_real)
-                + losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature, self.pad_kd))
+                + self.cfg.train.lwf_mu * losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature,
+                                                            pad_to_student=False))
 
 
 class LwFMC(Learner):
@@ -91,45 +97,70 @@ class LwFMC(Learner):
 
 
 class DeepInversion(Learner):
-    """Eq. 8-9: CE on real data over all heads; padded softmax KD on real + synthetic."""
+    """Eq. 8-9 as the authors' DeepInversion learner computes it: CE on real data over the seen
+    classes + mu x (KD on real data over the past classes, unpadded + KD on synthetic data with the
+    teacher zero-padded to the seen classes), each term a mean over its own images."""
 
     name = "deepinversion"
     uses_replay = True
-    pad_kd = True
+
+    def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
+        if b.teacher is None or b.x_syn is None:
+            return super().loss(model, b)
+        n, t = b.x_real.shape[0], self.cfg.train.kd_temperature
+        logits = model(torch.cat([b.x_real, b.x_syn]))
+        t_logits_real, _ = _teacher_forward(b.teacher, b.x_real, b.past)
+        kd = (losses.softmax_kd(logits[:n], t_logits_real, t, pad_to_student=False)
+              + losses.softmax_kd(logits[n:], b.teacher_logits_syn, t, pad_to_student=True))
+        return losses.weighted_ce(logits[:n], b.y_real) + self.cfg.train.deepinversion_mu * kd
+
+
+class LwFSynthetic(Learner):
+    """LwF with synthetic replay (the authors' DeepInversionLWF): CE on real data + mu x KD over the
+    past classes only (no padding), one mean over the real + synthetic batch; mu = 0.1."""
+
+    name = "lwf_syn"
+    uses_replay = True
 
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         if b.teacher is None or b.x_syn is None:
             return super().loss(model, b)
         n = b.x_real.shape[0]
-        x = torch.cat([b.x_real, b.x_syn])
-        logits = model(x)
+        logits = model(torch.cat([b.x_real, b.x_syn]))
         t_logits_real, _ = _teacher_forward(b.teacher, b.x_real, b.past)
         t_logits = torch.cat([t_logits_real, b.teacher_logits_syn])
-        return (losses.weighted_ce(logits[:n], b.y_real)
-                + losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature, self.pad_kd))
-
-
-class LwFSynthetic(DeepInversion):
-    """LwF with synthetic replay: KD over the past classes only (no padding), real + synthetic."""
-
-    name = "lwf_syn"
-    pad_kd = False
+        kd = losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature, pad_to_student=False)
+        return losses.weighted_ce(logits[:n], b.y_real) + self.cfg.train.lwf_syn_mu * kd
 
 
 class AlwaysBeDreaming(Learner):
     """Eq. 15: local CE (Eq. 11) + lambda_kd * importance-weighted feature KD (Eq. 13)
-    + lambda_ft * head-only FT-CE (Eq. 14), with task-balancing class weights."""
+    + lambda_ft * head-only FT-CE (Eq. 14), with task-balancing class weights.
+
+    As in the authors' code: task 1 is CE over every head row (not only the seen classes), so ABD
+    has its own θ(1); FT-CE's softmax spans every head row too; and while replaying, the running BN
+    statistics take each batch twice (the authors' FT-CE features come from a second train-mode
+    forward pass), which equals one update with momentum 1 - (1 - m)^2.
+    """
 
     name = "abd"
     uses_replay = True
+    shares_first_task = False
 
     def __init__(self, cfg: Config, abd: AbdConfig | None = None):
         super().__init__(cfg)
         self.abd = abd or cfg.abd
 
+    def prepare(self, model: IncrementalClassifier, replay: bool) -> None:
+        if replay and self.abd.double_bn_update:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+                    m.momentum = 1.0 - (1.0 - BN_MOMENTUM) ** 2
+
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         if b.teacher is None or b.x_syn is None:
-            return super().loss(model, b)
+            logits, _ = model.forward_with_features(b.x_real, all_heads=True)
+            return losses.weighted_ce(logits, b.y_real)
         a, n = self.abd, b.x_real.shape[0]
         weights = losses.balancing_weights(b.past, b.seen, a.task_balancing, b.x_real.device)
         x = torch.cat([b.x_real, b.x_syn])
@@ -140,7 +171,7 @@ class AlwaysBeDreaming(Learner):
         else:
             total = losses.weighted_ce(logits[:n], b.y_real, weights[b.y_real])
         if a.ft_ce and a.lambda_ft > 0:
-            total = total + a.lambda_ft * losses.ft_ce(model.head, feats, y, b.seen, weights)
+            total = total + a.lambda_ft * losses.ft_ce(model.head, feats, y, None, weights)
         if a.lambda_kd > 0 and (a.kd_real or a.kd_synthetic):
             student, teacher = [], []
             if a.kd_real:

@@ -11,6 +11,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """Losses in fp32 under bf16/fp16 autocast; float64 (the equivalence tests) stays float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 # ---------------------------------------------------------------------------------------------
 # Classification
 
@@ -29,7 +35,7 @@ def balancing_weights(past: int, seen: int, enabled: bool = True,
 def weighted_ce(logits: torch.Tensor, targets: torch.Tensor,
                 sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of per-sample CE times its weight (the authors' `criterion`)."""
-    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    ce = F.cross_entropy(upcast(logits), targets, reduction="none")
     if sample_weights is not None:
         ce = ce * sample_weights
     return ce.mean()
@@ -37,32 +43,33 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor,
 
 def softmax_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
                pad_to_student: bool = True) -> torch.Tensor:
-    """KL(p_teacher || p_student) at temperature T, mean over the batch (Eq. 9).
+    """Softmax distillation at temperature T (Eq. 9), as the authors compute it: the cross-entropy
+    -sum_k p_teacher,k log p_student,k, summed over classes, mean over the batch (no T^2 factor).
+    It differs from KL(p_teacher || p_student) by the teacher's entropy only, so the gradients are
+    those of the KL.
 
     pad_to_student=True: the teacher's probabilities over the past classes are appended with zeros
-    for the new classes (DeepInversion's zero-padding). False: both distributions over past classes
-    only (classic LwF).
+    for the new classes (DeepInversion's synthetic term). False: both distributions over the past
+    classes only (LwF, and DeepInversion's real-data term).
     """
     past = teacher_logits.shape[1]
-    s = student_logits.float() if pad_to_student else student_logits[:, :past].float()
+    s = upcast(student_logits) if pad_to_student else upcast(student_logits[:, :past])
     log_q = F.log_softmax(s / temperature, dim=1)
-    p = F.softmax(teacher_logits.float() / temperature, dim=1)
-    if pad_to_student:
-        p = F.pad(p, (0, s.shape[1] - past))
-    # 0 * log 0 := 0 for the padded entries.
-    kl = torch.where(p > 0, p * (torch.log(p.clamp_min(1e-30)) - log_q), torch.zeros_like(p))
-    return kl.sum(dim=1).mean()
+    p = F.softmax(upcast(teacher_logits) / temperature, dim=1)
+    return -(p * log_q[:, :past]).sum(dim=1).mean()  # padded entries of p are 0
 
 
 def lwf_mc_loss(logits: torch.Tensor, targets: torch.Tensor, past: int,
                 teacher_logits: torch.Tensor | None) -> torch.Tensor:
     """iCaRL-style sigmoid loss without exemplars: BCE over all seen classes, with one-hot targets
-    for the new classes and the old model's sigmoid outputs as targets for the past classes."""
+    for the new classes and the old model's sigmoid outputs as targets for the past classes;
+    summed over classes, averaged over the batch (the authors' BCELoss(reduction='sum') / batch)."""
     seen = logits.shape[1]
-    target = F.one_hot(targets, seen).float()
+    logits = upcast(logits)
+    target = F.one_hot(targets, seen).to(logits.dtype)
     if past > 0 and teacher_logits is not None:
-        target[:, :past] = torch.sigmoid(teacher_logits.float())
-    return F.binary_cross_entropy_with_logits(logits.float(), target)
+        target[:, :past] = torch.sigmoid(upcast(teacher_logits))
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / logits.shape[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,14 +86,18 @@ def importance_weighted_feature_kd(student_feats: torch.Tensor, teacher_feats: t
                                    old_head_weight: torch.Tensor) -> torch.Tensor:
     """Eq. 13: ||W z_student - W z_teacher||^2 through the frozen old heads W (past classes),
     summed over classes, averaged over the batch, divided by the number of past classes."""
-    diff = (student_feats.float() - teacher_feats.float()) @ old_head_weight.float().t()
+    diff = (upcast(student_feats) - upcast(teacher_feats)) @ upcast(old_head_weight).t()
     return diff.pow(2).sum(dim=1).mean() / old_head_weight.shape[0]
 
 
-def ft_ce(head: torch.nn.Module, feats: torch.Tensor, targets: torch.Tensor, seen: int,
+def ft_ce(head: torch.nn.Module, feats: torch.Tensor, targets: torch.Tensor, seen: int | None,
           class_weights: torch.Tensor) -> torch.Tensor:
-    """Eq. 14: CE over all seen classes through the head on *detached* features (head-only)."""
-    logits = head(feats.detach())[:, :seen]
+    """Eq. 14: CE through the head on *detached* features (head-only), over the first `seen`
+    classes, or over every head row with seen=None (the authors' code: its softmax also spans the
+    rows of classes still to come)."""
+    logits = head(feats.detach())
+    if seen is not None:
+        logits = logits[:, :seen]
     return weighted_ce(logits, targets, class_weights[targets])
 
 
@@ -96,7 +107,7 @@ def ft_ce(head: torch.nn.Module, feats: torch.Tensor, targets: torch.Tensor, see
 
 def content_loss(logits_past: torch.Tensor, temperature: float) -> torch.Tensor:
     """Eq. 2: CE of logits / alpha_temp against their own argmax."""
-    return F.cross_entropy(logits_past.float() / temperature, logits_past.argmax(dim=1))
+    return F.cross_entropy(upcast(logits_past) / temperature, logits_past.argmax(dim=1))
 
 
 def diversity_loss(logits_past: torch.Tensor) -> torch.Tensor:
@@ -105,7 +116,7 @@ def diversity_loss(logits_past: torch.Tensor) -> torch.Tensor:
     k = logits_past.shape[1]
     if k < 2:
         return logits_past.new_zeros(())
-    pbar = F.softmax(logits_past.float(), dim=1).mean(dim=0)
+    pbar = F.softmax(upcast(logits_past), dim=1).mean(dim=0)
     return 1.0 + (pbar * torch.log(pbar.clamp_min(1e-30))).sum() / math.log(k)
 
 
@@ -115,9 +126,9 @@ def bn_stat_kl_per_channel(mean_hat: torch.Tensor, var_hat: torch.Tensor, runnin
 
     (mu, sigma^2) are the BN layer's stored statistics, (mu_hat, sigma_hat^2) the batch's.
     """
-    var = running_var.float() + eps
-    var_hat = var_hat.float() + eps
-    return 0.5 * torch.log(var_hat / var) - 0.5 * (1.0 - (var + (running_mean.float() - mean_hat.float()) ** 2) / var_hat)
+    var = upcast(running_var) + eps
+    var_hat = upcast(var_hat) + eps
+    return 0.5 * torch.log(var_hat / var) - 0.5 * (1.0 - (var + (upcast(running_mean) - upcast(mean_hat)) ** 2) / var_hat)
 
 
 def bn_stat_kl(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torch.Tensor,
@@ -126,9 +137,16 @@ def bn_stat_kl(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torc
     return bn_stat_kl_per_channel(mean_hat, var_hat, running_mean, running_var, eps).mean()
 
 
-def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> torch.Tensor:
+def gaussian_kernel(size: int = 5, sigma: float = 1.0, form: str = "paper") -> torch.Tensor:
+    """Normalised size x size blur. form="paper": exp(-d²/2σ²); form="reference": the authors'
+    exp(-(d/2σ)²), i.e. a Gaussian of σ·√2."""
     coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
+    if form == "paper":
+        g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
+    elif form == "reference":
+        g = torch.exp(-((coords / (2 * sigma)) ** 2))
+    else:
+        raise ValueError(f"unknown kernel form {form!r}")
     k = torch.outer(g, g)
     return k / k.sum()
 

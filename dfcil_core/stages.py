@@ -34,7 +34,7 @@ from dfcil_core.runtime import (
     uncompiled_features,
 )
 from dfcil_core.synthesis import new_generator, sample_replay, synthesize_generator
-from dfcil_core.training import TaskData, accuracy_row, fit_task, to_device
+from dfcil_core.training import TaskData, accuracy_row, fit_task, new_classifier, to_device
 
 log = logging.getLogger("dfcil")
 
@@ -78,12 +78,13 @@ class Layout:
 def _train_common(cfg: Config) -> dict[str, Any]:
     t = cfg.train
     return {"lr": t.lr, "momentum": t.momentum, "wd": t.weight_decay, "bs": t.batch_size,
-            "milestones": t.milestones, "gamma": t.gamma}
+            "milestones": t.milestones, "gamma": t.gamma, "train_seed": cfg.training_seed,
+            "color_jitter": cfg.data.color_jitter, "shortcut": cfg.model.shortcut}
 
 
 def generator_hash(cfg: Config, method: str, task: int) -> str:
     prev = generator_hash(cfg, method, task - 1) if task >= 3 else None
-    return stable_hash({"model": model_hash(cfg, method, task - 1), "prev_gen": prev,
+    return stable_hash({"model": model_hash(cfg, method, task - 1), "prev_gen": prev, "seed": cfg.training_seed,
                         "synthesis": cfg.synthesis.model_dump(exclude={"replay_batch_size"})})
 
 
@@ -97,6 +98,7 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
             parts["prev"] = model_hash(cfg, method, task - 1)
         if method in ("lwf", "lwf_syn", "deepinversion"):
             parts["kd_temperature"] = cfg.train.kd_temperature
+            parts["mu"] = getattr(cfg.train, f"{method}_mu")
         if method == "abd":
             parts["abd"] = cfg.abd.model_dump()
         if learner.uses_replay and task > 1:
@@ -193,7 +195,10 @@ def _model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: 
         raise DfcilError(f"{path} ({what}) is a {ckpt.get('arch')} checkpoint, the config says {cfg.model.arch}")
     if seen is not None and ckpt.get("num_classes") != seen:
         raise DfcilError(f"{path} ({what}) has {ckpt.get('num_classes')} classes, expected {seen}")
-    m = IncrementalClassifier(cfg.model.arch, cfg.data.image_size, ckpt["num_classes"])
+    if ckpt.get("shortcut", "B") != cfg.model.shortcut:
+        raise DfcilError(f"{path} ({what}) has option-{ckpt.get('shortcut', 'B')} shortcuts, "
+                         f"the config says {cfg.model.shortcut}")
+    m = new_classifier(cfg, ckpt["num_classes"], head_size=ckpt["state_dict"]["head.weight"].shape[0])
     m.load_state_dict(ckpt["state_dict"])
     return prepare_model(m, device, cfg.runtime)
 
@@ -221,7 +226,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     past, _ = _seen(meta, task)
     teacher_path = lay.model(method, task - 1)
     teacher = _load_model(teacher_path, cfg, model_hash(cfg, method, task - 1), f"θ({task - 1})", device, past)
-    torch.manual_seed(task_seed(cfg.seed, task) + 50_000)
+    torch.manual_seed(task_seed(cfg.training_seed, task) + 50_000)
     generator, opt = new_generator(cfg, device)
     inputs = {str(teacher_path.relative_to(out)): io.file_sha256(teacher_path)}
     if task >= 3:
@@ -279,11 +284,11 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
     data = to_device(np.concatenate([a["train_x"] for a in arrays]),
                      np.concatenate([a["train_y"] for a in arrays]), device)
     inputs = {str(lay.task_file(t).relative_to(out)): io.file_sha256(lay.task_file(t)) for t in tasks}
-    seed = task_seed(cfg.seed, task)
+    seed = task_seed(cfg.training_seed, task)
     torch.manual_seed(seed)
     teacher = generator = None
     if task == 1 or learner.fresh_model_each_task:
-        model = prepare_model(IncrementalClassifier(cfg.model.arch, cfg.data.image_size, seen), device, cfg.runtime)
+        model = prepare_model(new_classifier(cfg, seen), device, cfg.runtime)
         past_for_loss = 0
     else:
         prev_path = lay.model(method, task - 1)
@@ -309,6 +314,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
     uncompiled_features(model)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     io.save_torch(path, {"state_dict": state, "num_classes": seen, "arch": cfg.model.arch,
+                         "shortcut": cfg.model.shortcut,
                          "history": history, "seconds": seconds, "device": device_name(device),
                          "meta": io.metadata(h, cfg.seed, inputs, stage="train", method=method, task=task,
                                              lineage_hash=lineage_hash(cfg))})
@@ -352,7 +358,7 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
     norm = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device).normalize
     t1, t2 = _task_arrays(lay, 1), _task_arrays(lay, 2)
     past, _ = _seen(meta, 2)
-    gen = torch.Generator(device=device).manual_seed(task_seed(cfg.seed, 2) + 90_000)
+    gen = torch.Generator(device=device).manual_seed(task_seed(cfg.training_seed, 2) + 90_000)
     with torch.no_grad():
         x_syn = torch.cat([sample_replay(generator, teacher, min(n, 250), past, gen)["x"]
                            for _ in range((n + 249) // 250)])[:n]
@@ -362,9 +368,14 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
             "real_t2": model.forward_with_features(norm(torch.from_numpy(t2["test_x"][:n]).to(device)))[1],
         }
     z = {k: v.float().cpu().numpy() for k, v in feats.items()}
+    mid_syn, dropped_syn = metrics.mean_image_distance_detail(z["real_t1"], z["syn_t1"])
+    mid_real, dropped_real = metrics.mean_image_distance_detail(z["real_t1"], z["real_t2"])
     return {
-        "mid_real1_syn1": metrics.mean_image_distance(z["real_t1"], z["syn_t1"]),
-        "mid_real1_real2": metrics.mean_image_distance(z["real_t1"], z["real_t2"]),
+        "mid_real1_syn1": mid_syn,
+        "mid_real1_real2": mid_real,
+        # Both MIDs standardise by the real task-1 features, so they leave out the same dimensions.
+        "mid_dims_left_out": max(dropped_syn, dropped_real),
+        "feature_dims": int(z["real_t1"].shape[1]),
         "mmd_real1_syn1": metrics.mmd_rbf(z["real_t1"], z["syn_t1"]),
         "mmd_real1_real2": metrics.mmd_rbf(z["real_t1"], z["real_t2"]),
     }

@@ -31,14 +31,15 @@ class BNStatisticsHooks:
         self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.handles = [m.register_forward_hook(self._hook) for m in bns]
         if bns:
-            self.running_mean = torch.cat([m.running_mean.float() for m in bns])
-            self.running_var = torch.cat([m.running_var.float() for m in bns])
+            self.running_mean = torch.cat([losses.upcast(m.running_mean) for m in bns])
+            self.running_var = torch.cat([losses.upcast(m.running_var) for m in bns])
             # Mean over each layer's channels, then over layers, as one weighted sum.
             self.weights = torch.cat([torch.full((m.num_features,), 1.0 / (m.num_features * len(bns)),
-                                                 device=m.running_mean.device) for m in bns])
+                                                 device=m.running_mean.device,
+                                                 dtype=self.running_mean.dtype) for m in bns])
 
     def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        var, mean = torch.var_mean(inputs[0].float(), dim=(0, 2, 3), unbiased=False)
+        var, mean = torch.var_mean(losses.upcast(inputs[0]), dim=(0, 2, 3), unbiased=False)
         self.stats.append((mean, var))
 
     def pop_mean(self) -> torch.Tensor:
@@ -98,7 +99,7 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
         p.requires_grad_(False)
     generator.train()
     hooks = BNStatisticsHooks(teacher)
-    kernel = losses.gaussian_kernel(5, 1.0).to(next(generator.parameters()).device)
+    kernel = prior_kernel(cfg).to(next(generator.parameters()).device)
     curves: dict[str, list[float]] = {"step": [], "content": [], "diversity": [], "stat": [],
                                       "prior": [], "total": []}
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
@@ -117,6 +118,11 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
             curves[k].append(float(v))
     generator.eval()
     return curves
+
+
+def prior_kernel(cfg: SynthesisConfig) -> torch.Tensor:
+    """The 5x5 blur of the smoothness prior (Eq. 6), σ = 1 in the chosen form."""
+    return losses.gaussian_kernel(5, 1.0, cfg.prior_kernel)
 
 
 def new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:

@@ -54,6 +54,13 @@ class TaskData:
     y: torch.Tensor  # int64 (N,) on the device
 
 
+def new_classifier(cfg: Config, num_classes: int, head_size: int | None = None) -> IncrementalClassifier:
+    """The configured classifier with `num_classes` live classes and a head over every class of
+    the run (the authors' single 100-way head), unless `head_size` says otherwise."""
+    return IncrementalClassifier(cfg.model.arch, cfg.data.image_size, num_classes,
+                                 cfg.total_classes if head_size is None else head_size, cfg.model.shortcut)
+
+
 def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:
     return TaskData(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
 
@@ -103,7 +110,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
     t = cfg.train
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     opt, sched = make_optimizer(model, cfg, epochs, device)
     n = data.x.shape[0]
     bs = min(t.batch_size, n)
@@ -115,6 +122,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             p.requires_grad_(False)
     if generator is not None:
         generator.eval()
+    learner.prepare(model, replay)
     history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": []}
     start_epoch, start_step, perm = 0, 0, None
     if resume_path is not None and resume_path.exists():

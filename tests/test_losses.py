@@ -28,27 +28,37 @@ def test_weighted_ce():
 
 def test_softmax_kd_zero_padded():
     # teacher (2 past classes) uniform -> p = [.5, .5, 0]; student uniform over 3 -> q = 1/3
-    # KL = 2 * 0.5 * ln(0.5 / (1/3)) = ln 1.5
+    # cross-entropy -sum p log q = 2 * 0.5 * ln 3 = ln 3 (the authors' form; KL would be ln 1.5)
     kd = losses.softmax_kd(torch.zeros(1, 3), torch.zeros(1, 2), temperature=2.0, pad_to_student=True)
-    assert kd.item() == pytest.approx(math.log(1.5), abs=1e-6)
+    assert kd.item() == pytest.approx(LN3, abs=1e-6)
 
 
 def test_softmax_kd_temperature_and_unpadded():
-    # teacher logits [2 ln3, 0] / T=2 -> softmax [ln3, 0] = [.75, .25]; student [0, 0] -> [.5, .5]
-    # KL = .75 ln 1.5 + .25 ln .5 = 0.130812
-    kd = losses.softmax_kd(torch.zeros(1, 3), torch.tensor([[2 * LN3, 0.0]]), 2.0, pad_to_student=False)
-    assert kd.item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-6)
-    # identical distributions -> 0
+    # teacher logits [2 ln3, 0] / T=2 -> softmax [ln3, 0] = [.75, .25]; student [0, 0] (past only) -> [.5, .5]
+    # cross-entropy = -(.75 ln .5 + .25 ln .5) = ln 2; the student's third logit is ignored
+    kd = losses.softmax_kd(torch.tensor([[0.0, 0.0, 9.0]]), torch.tensor([[2 * LN3, 0.0]]), 2.0, pad_to_student=False)
+    assert kd.item() == pytest.approx(LN2, abs=1e-6)
+    # identical distributions -> the teacher's entropy (the KL part is 0): ln 2 for two equal logits
     same = losses.softmax_kd(torch.zeros(1, 3), torch.zeros(1, 2), 2.0, pad_to_student=False)
-    assert same.item() == pytest.approx(0.0, abs=1e-7)
+    assert same.item() == pytest.approx(LN2, abs=1e-7)
+    # batch mean, no T^2 factor: both rows have cross-entropy ln 2
+    two = losses.softmax_kd(torch.zeros(2, 2), torch.tensor([[2 * LN3, 0.0], [0.0, 0.0]]), 2.0, pad_to_student=False)
+    assert two.item() == pytest.approx(LN2, abs=1e-6)
 
 
 def test_lwf_mc_loss():
     # logits [ln3, 0]; targets: past class <- sigmoid(teacher 0) = .5, new class y=1 -> 1
-    # entry 0: -(.5 ln .75 + .5 ln .25) = 0.836988; entry 1: ln 2; mean = 0.765068
+    # entry 0: -(.5 ln .75 + .5 ln .25) = 0.836988; entry 1: ln 2; summed over classes (one row)
     loss = losses.lwf_mc_loss(torch.tensor([[LN3, 0.0]]), torch.tensor([1]), past=1, teacher_logits=torch.zeros(1, 1))
-    expected = (-(0.5 * math.log(0.75) + 0.5 * math.log(0.25)) + LN2) / 2
+    expected = -(0.5 * math.log(0.75) + 0.5 * math.log(0.25)) + LN2
     assert loss.item() == pytest.approx(expected, abs=1e-6)
+    # averaged over the batch: the same row twice gives the same value; one more class adds its BCE
+    twice = losses.lwf_mc_loss(torch.tensor([[LN3, 0.0]] * 2), torch.tensor([1, 1]), past=1,
+                               teacher_logits=torch.zeros(2, 1))
+    assert twice.item() == pytest.approx(expected, abs=1e-6)
+    wider = losses.lwf_mc_loss(torch.tensor([[LN3, 0.0, 0.0]]), torch.tensor([1]), past=1,
+                               teacher_logits=torch.zeros(1, 1))
+    assert wider.item() == pytest.approx(expected + LN2, abs=1e-6)  # target 0 at logit 0: ln 2
 
 
 def test_local_ce_uses_new_heads_only():

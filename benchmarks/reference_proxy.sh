@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run the authors' code (../shared/reference, through cpu.py) on the CPU proxy protocol of the fidelity
+# table: CIFAR-100, 2 tasks x 10 classes, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator steps,
+# batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2).
+# Results: outputs/reference/<method>/results-acc/{global,pt}.yaml; `python benchmarks/reference_proxy.py`
+# turns them into benchmarks/reference-proxy.csv. Slow here (~1 h per seed for the five methods).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=${1:-2}
+REF=${DFCIL_REFERENCE:-../shared/reference}
+DATA=${DFCIL_DATA_ROOT:-../shared/data}
+PY=${PYTHON:-.venv/bin/python}
+common=(--dataset CIFAR100 --dataroot "$DATA" --gpuid -1 --workers 2 --train_aug --rand_split
+        --first_split_size 10 --other_split_size 10 --max_task 2 --schedule 7 9 10 --schedule_type decay
+        --batch_size 128 --optimizer SGD --lr 0.1 --momentum 0.9 --weight_decay 0.0002 --memory 0
+        --model_name resnet32 --model_type resnet --overwrite 0)
+gen=(--gen_model_name CIFAR_GEN --gen_model_type generator --power_iters 500 --deep_inv_params 1e-3 5e1 1e-3 1e3 1)
+declare -A args=(
+  [abd]="--learner_type datafree --learner_name AlwaysBeDreaming --mu 1e-1 --beta 1"
+  [deepinversion]="--learner_type datafree --learner_name DeepInversionGenBN --mu 1"
+  [lwf]="--learner_type kd --learner_name LWF --mu 1"
+  [lwf_mc]="--learner_type kd --learner_name LWF_MC --mu 1"
+  [base]="--learner_type default --learner_name NormalNN"
+)
+for r in $(seq 1 "$REPEAT"); do
+  for m in abd deepinversion lwf lwf_mc base; do
+    out=outputs/reference/$m
+    extra=()
+    case $m in abd|deepinversion) extra=("${gen[@]}");; esac
+    echo "== $(date -u +%FT%TZ) reference $m class-order seeds 0..$((r - 1))"
+    # shellcheck disable=SC2086
+    REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" "$REF/cpu.py" run_dfcil.py "${common[@]}" "${extra[@]}" \
+      ${args[$m]} --repeat "$r" --log_dir "$out" > "$out.log" 2>&1 || { echo "failed: see $out.log"; exit 1; }
+  done
+done
+echo "== $(date -u +%FT%TZ) done"

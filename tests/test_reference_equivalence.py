@@ -1,0 +1,428 @@
+"""dfcil against the authors' implementation: the same weights and the same batch in both, in
+float64, give the same forward passes, the same loss values and the same gradients (1e-5 relative)
+for every learner's update step and for the generator's inversion loss; the same class orders and
+task data; the same augmentation.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from dfcil_core import config as config_mod
+from dfcil_core import data, learners, losses
+from dfcil_core.learners import StepBatch
+from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
+from tests.reference_impl import generator_state, learner_config, reference, resnet32_state
+
+HEADS, PAST, SEEN, N = 20, 5, 10, 16  # head rows (the reference's out_dim), classes of task 1, seen, batch
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return reference()
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Non-trivial running statistics, so eval-mode forwards and Eq. 5 test something."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
+            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+
+
+def _cfg(**over) -> config_mod.Config:
+    raw = {"data": {"num_classes": HEADS, "n_tasks": 2}, "train": {"batch_size": N},
+           "synthesis": {"batch_size": N, "replay_batch_size": N}}
+    for key, value in over.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    return config_mod.from_dict(raw)
+
+
+def _ours(ref_model: torch.nn.Module | dict, num_classes: int) -> IncrementalClassifier:
+    """Our classifier holding the reference model's weights (or a snapshot of its state dict)."""
+    m = IncrementalClassifier("resnet32", 32, num_classes, head_size=HEADS)
+    m.load_state_dict(resnet32_state(ref_model if isinstance(ref_model, dict) else ref_model.state_dict()))
+    return m
+
+
+class Setup(SimpleNamespace):
+    """Teacher θ(1) and student (θ(1) perturbed) in both implementations, and one batch."""
+
+
+@pytest.fixture
+def setup(ref) -> Setup:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    ref_teacher = ref.resnet.resnet32(HEADS)
+    _randomise_bn(ref_teacher, g)
+    ref_student = copy.deepcopy(ref_teacher)
+    with torch.no_grad():
+        for p in ref_student.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    ref_teacher.eval()
+    ref_student.train()
+    ref_gen = ref.generator.CIFAR_GEN()
+    ref_gen.eval()
+    s = Setup(ref_teacher=ref_teacher, ref_student=ref_student, ref_gen=ref_gen,
+              student_state=copy.deepcopy(ref_student.state_dict()),  # before any reference step
+              x=torch.randn(N, 3, 32, 32, generator=g), y1=torch.randint(0, PAST, (N,), generator=g),
+              y2=torch.randint(PAST, SEEN, (N,), generator=g))
+    with torch.no_grad():
+        s.x_syn = ref_gen(torch.randn(N, 1000, generator=g))
+        s.t_logits_syn = ref_teacher(s.x_syn)[:, :PAST]
+        s.t_feats_syn = ref_teacher(s.x_syn, pen=True)
+        s.t_logits_real = ref_teacher(s.x)[:, :PAST]
+    s.y_syn = s.t_logits_syn.argmax(1)
+    return s
+
+
+def _ref_learner(ref, cls, setup: Setup, seen: int, past: int, **over):
+    cfg = learner_config(HEADS, N, [list(range(PAST)), list(range(PAST, SEEN))], lr=0.0, **over)
+    L = cls(cfg)
+    L.model = setup.ref_student
+    L.init_optimizer()  # lr 0: the step leaves the weights, the gradients stay in .grad
+    L.valid_out_dim, L.last_valid_out_dim = seen, past
+    L.data_weighting(SimpleNamespace(dw=False))
+    if past:
+        L.previous_linear = copy.deepcopy(setup.ref_teacher.last)
+        L.inversion_replay = True
+    return L
+
+
+def _ref_datafree_teacher(ref, setup: Setup, cfg: dict):
+    return ref.helper.Teacher(solver=setup.ref_teacher, generator=setup.ref_gen,
+                              gen_opt=torch.optim.Adam(setup.ref_gen.parameters(), lr=0.0),
+                              img_shape=(-1, 3, 32, 32), iters=0, class_idx=np.arange(PAST),
+                              deep_inv_params=cfg["deep_inv_params"], train=False, config=cfg)
+
+
+def _our_step(method: str, setup: Setup, cfg: config_mod.Config, task: int) -> tuple[float, dict, IncrementalClassifier]:
+    """Our learner's loss and gradients on the same weights and batch."""
+    past, seen = (0, PAST) if task == 1 else (PAST, SEEN)
+    student = _ours(setup.student_state, seen).train()
+    learner = learners.make_learner(method, cfg)
+    if task == 1:
+        b = StepBatch(x_real=setup.x.clone(), y_real=setup.y1, past=0, seen=seen)
+    else:
+        teacher = _ours(setup.ref_teacher, past).eval()
+        b = StepBatch(x_real=setup.x.clone(), y_real=setup.y2, past=past, seen=seen, teacher=teacher)
+        if learner.uses_replay:
+            b.x_syn, b.y_syn = setup.x_syn.clone(), setup.y_syn
+            b.teacher_logits_syn, b.teacher_feats_syn = setup.t_logits_syn, setup.t_feats_syn
+    learner.prepare(student, replay=task > 1 and learner.uses_replay)
+    loss = learner.loss(student, b)
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
+    return float(loss.detach()), grads, student
+
+
+def _ref_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    state = resnet32_state({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    return state
+
+
+def _assert_same_grads(grads: dict[str, torch.Tensor], ref_grads: dict[str, torch.Tensor]) -> None:
+    """Each parameter's gradient to RTOL relative; gradients that are zero in exact arithmetic (a
+    conv bias before BN) are compared against 1e-10 of the whole gradient's norm instead."""
+    assert set(grads) == set(ref_grads)
+    total = float(torch.sqrt(sum((r ** 2).sum() for r in ref_grads.values())))
+    for k, g in grads.items():
+        r = ref_grads[k]
+        assert float((g - r).norm()) <= RTOL * float(r.norm()) + 1e-10 * total, k
+
+
+def _assert_same(ours: tuple[float, dict, IncrementalClassifier], ref_loss: torch.Tensor, ref_model) -> None:
+    loss, grads, _ = ours
+    assert loss == pytest.approx(float(ref_loss), rel=RTOL)
+    _assert_same_grads(grads, _ref_grads(ref_model))
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward passes
+
+
+def test_resnet32_forward_and_features_equal(ref, setup):
+    ours = _ours(setup.ref_teacher, HEADS).eval()
+    with torch.no_grad():
+        logits, feats = ours.forward_with_features(setup.x)
+        assert torch.allclose(logits, setup.ref_teacher(setup.x), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(feats, setup.ref_teacher(setup.x, pen=True), rtol=1e-10, atol=1e-12)
+    # Same architecture, parameter for parameter (option-A shortcuts: no extra conv/BN).
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in setup.ref_teacher.parameters())
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in ours.modules())
+    assert n_bn == sum(isinstance(m, torch.nn.BatchNorm2d) for m in setup.ref_teacher.modules()) == 31
+
+
+def test_generator_forward_equal(ref, setup):
+    ours = Generator(1000, 32)
+    ours.load_state_dict(generator_state(setup.ref_gen.state_dict()))
+    z = torch.randn(N, 1000)
+    for mode in (False, True):
+        ours.train(mode)
+        setup.ref_gen.train(mode)
+        with torch.no_grad():
+            assert torch.allclose(ours(z), setup.ref_gen(z), rtol=1e-10, atol=1e-12)
+    eps = [m.eps for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert eps == [m.eps for m in setup.ref_gen.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [1e-5, 0.8, 0.8, 1e-5]
+
+
+def test_init_matches_reference_distribution(ref):
+    """kaiming_normal_ (fan_in) on conv and linear: same weight std per layer as the reference's."""
+    torch.manual_seed(0)
+    ours = IncrementalClassifier("resnet32", 32, 10, head_size=100)
+    theirs = ref.resnet.resnet32(100)
+    ref_state = resnet32_state(theirs.state_dict())
+    for k, w in ours.state_dict().items():
+        if k.endswith("weight") and w.dim() > 1:
+            expected = float(np.sqrt(2.0 / w[0].numel()))
+            assert float(w.std()) == pytest.approx(expected, rel=0.25), k
+            assert float(ref_state[k].std()) == pytest.approx(expected, rel=0.25), k
+
+
+# ---------------------------------------------------------------------------------------------
+# Update steps: loss value and every parameter's gradient
+
+
+def test_task1_ce_step_equals_reference_base(ref, setup):
+    L = _ref_learner(ref, ref.default.NormalNN, setup, PAST, 0)
+    loss, _ = L.update_model(setup.x.clone(), setup.y1)
+    _assert_same(_our_step("base", setup, _cfg(), 1), loss, L.model)
+
+
+def test_task1_abd_step_uses_every_head_row(ref, setup):
+    """The reference's ABD trains task 1 with CE over all out_dim outputs, not the seen ones."""
+    L = _ref_learner(ref, ref.datafree.AlwaysBeDreaming, setup, PAST, 0)
+    loss, *_ = L.update_model(setup.x.clone(), setup.y1)
+    ours = _our_step("abd", setup, _cfg(), 1)
+    _assert_same(ours, loss, L.model)
+    assert float(ours[1]["head.weight"][SEEN:].abs().sum()) > 0  # rows of later classes get gradient
+
+
+def test_base_task2_step(ref, setup):
+    L = _ref_learner(ref, ref.default.NormalNN, setup, SEEN, PAST)
+    loss, _ = L.update_model(setup.x.clone(), setup.y2)
+    _assert_same(_our_step("base", setup, _cfg(), 2), loss, L.model)
+
+
+def test_lwf_step(ref, setup):
+    L = _ref_learner(ref, ref.kd.LWF, setup, SEEN, PAST, mu=1.0)
+    loss, *_ = L.update_model(setup.x.clone(), setup.y2, setup.t_logits_real)
+    _assert_same(_our_step("lwf", setup, _cfg(), 2), loss, L.model)
+
+
+def test_lwf_mc_step(ref, setup):
+    L = _ref_learner(ref, ref.kd.LWF_MC, setup, SEEN, PAST)
+    loss, *_ = L.update_model(setup.x.clone(), setup.y2, setup.t_logits_real)
+    _assert_same(_our_step("lwf_mc", setup, _cfg(), 2), loss, L.model)
+
+
+def test_lwf_mc_task1_step(ref, setup):
+    L = _ref_learner(ref, ref.kd.LWF_MC, setup, PAST, 0)
+    loss, *_ = L.update_model(setup.x.clone(), setup.y1)
+    _assert_same(_our_step("lwf_mc", setup, _cfg(), 1), loss, L.model)
+
+
+def _replay_inputs(setup: Setup):
+    x_com = torch.cat([setup.x, setup.x_syn])
+    y_com = torch.cat([setup.y2, setup.y_syn])
+    y_hat_com = torch.cat([setup.t_logits_real, setup.t_logits_syn])
+    return x_com, y_com, y_hat_com, np.arange(N, 2 * N)
+
+
+def test_lwf_synthetic_step(ref, setup):
+    L = _ref_learner(ref, ref.datafree.DeepInversionLWF, setup, SEEN, PAST, mu=0.1)
+    x_com, y_com, y_hat, kd_index = _replay_inputs(setup)
+    loss, *_ = L.update_model(x_com, y_com, y_hat, kd_index=kd_index)
+    _assert_same(_our_step("lwf_syn", setup, _cfg(), 2), loss, L.model)
+
+
+def test_deepinversion_step(ref, setup):
+    L = _ref_learner(ref, ref.datafree.DeepInversionGenBN, setup, SEEN, PAST, mu=1.0)
+    x_com, y_com, y_hat, kd_index = _replay_inputs(setup)
+    loss, *_ = L.update_model(x_com, y_com, y_hat, kd_index=kd_index)
+    _assert_same(_our_step("deepinversion", setup, _cfg(), 2), loss, L.model)
+
+
+def test_abd_step_all_terms_and_bn_statistics(ref, setup):
+    L = _ref_learner(ref, ref.datafree.AlwaysBeDreaming, setup, SEEN, PAST, mu=0.1)
+    L.previous_teacher = _ref_datafree_teacher(ref, setup, L.config)
+    x_com, y_com, y_hat, kd_index = _replay_inputs(setup)
+    loss, *_ = L.update_model(x_com, y_com, y_hat, kd_index=kd_index)
+    ours = _our_step("abd", setup, _cfg(), 2)
+    _assert_same(ours, loss, L.model)
+    # Running BN statistics: the reference's second train-mode forward == our momentum 0.19.
+    ref_buffers = resnet32_state(dict(L.model.named_buffers()))
+    for k, v in ours[2].named_buffers():
+        if k.endswith(("running_mean", "running_var")):
+            assert torch.allclose(v, ref_buffers[k], rtol=1e-9, atol=1e-12), k
+
+
+@pytest.mark.parametrize("ablation", ["task_balancing", "local_ce", "kd_real", "kd_synthetic", "ft_ce"])
+def test_abd_ablations_change_the_step(ref, setup, ablation):
+    """Each Table 3 switch moves the loss away from the reference's full method."""
+    L = _ref_learner(ref, ref.datafree.AlwaysBeDreaming, setup, SEEN, PAST, mu=0.1)
+    L.previous_teacher = _ref_datafree_teacher(ref, setup, L.config)
+    loss, *_ = L.update_model(*_replay_inputs(setup)[:3], kd_index=_replay_inputs(setup)[3])
+    ablated = _our_step("abd", setup, _cfg(**{f"abd__{ablation}": False}), 2)[0]
+    assert abs(ablated - float(loss)) > 1e-8  # float64: the full method reproduces it to ~1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator inversion (Eq. 1-7)
+
+
+def test_inversion_loss_and_generator_gradients(ref, setup, monkeypatch):
+    cfg = learner_config(HEADS, N, [list(range(PAST))])
+    ref_gen = copy.deepcopy(setup.ref_gen)
+    teacher = ref.helper.Teacher(solver=copy.deepcopy(setup.ref_teacher), generator=ref_gen,
+                                 gen_opt=torch.optim.Adam(ref_gen.parameters(), lr=0.0), img_shape=(-1, 3, 32, 32),
+                                 iters=0, class_idx=np.arange(PAST), deep_inv_params=cfg["deep_inv_params"],
+                                 train=False, config=cfg)
+    teacher.smoothing.double()
+    seen_losses = []
+    backward = torch.Tensor.backward
+
+    def recording_backward(self, *args, **kwargs):
+        seen_losses.append(float(self.detach()))
+        return backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", recording_backward)
+    torch.manual_seed(7)
+    teacher.get_images(bs=N, epochs=1)
+    monkeypatch.undo()
+    ref_grads = generator_state({k: p.grad for k, p in ref_gen.named_parameters()})
+
+    ours_gen = Generator(1000, 32)
+    ours_gen.load_state_dict(generator_state(setup.ref_gen.state_dict()))
+    ours_gen.train()
+    ours_teacher = _ours(setup.ref_teacher, PAST).eval()
+    for p in ours_teacher.parameters():
+        p.requires_grad_(False)
+    syn = _cfg().synthesis
+    hooks = BNStatisticsHooks(ours_teacher)
+    try:
+        torch.manual_seed(7)
+        terms = inversion_loss(ours_gen, ours_teacher, hooks, PAST, syn, prior_kernel(syn).double())
+    finally:
+        hooks.remove()
+    terms["total"].backward()
+    assert len(seen_losses) == 1
+    assert float(terms["total"]) == pytest.approx(seen_losses[0], rel=RTOL)
+    _assert_same_grads({k: p.grad for k, p in ours_gen.named_parameters()}, ref_grads)
+    assert all(float(terms[t]) != 0 for t in ("content", "diversity", "stat", "prior"))
+
+
+def test_prior_kernels(ref):
+    """Default blur = the reference's Gaussiansmoothing(3, 5, 1); the paper's σ = 1 is the switch."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="torch.meshgrid")
+    theirs = ref.helper.Gaussiansmoothing(3, 5, 1).weight[0, 0].double()
+    assert torch.allclose(losses.gaussian_kernel(5, 1.0, "reference").double(), theirs, atol=1e-7)
+    assert not torch.allclose(losses.gaussian_kernel(5, 1.0, "paper").double(), theirs, atol=1e-3)
+    assert _cfg().synthesis.prior_kernel == "reference"
+
+
+# ---------------------------------------------------------------------------------------------
+# Class order, task split, augmentation
+
+
+def _ref_trainer(ref, seed: int, tmp_path, max_task: int = 2):
+    args = SimpleNamespace(
+        log_dir=str(tmp_path), batch_size=128, workers=0, learner_type="default", learner_name="NormalNN",
+        load_model_dir=None, dataset="CIFAR100", rand_split=True, other_split_size=10, first_split_size=10,
+        max_task=max_task, train_aug=True, dataroot=str(data.data_root(None)), validation=False, oracle_flag=False,
+        lr=0.1, momentum=0.9, weight_decay=2e-4, schedule=[1], schedule_type="decay", model_type="resnet",
+        model_name="resnet32", gen_model_type="generator", gen_model_name="CIFAR_GEN", optimizer="SGD",
+        gpuid=[-1], memory=0, temp=2.0, overwrite=1, beta=1, mu=1.0, DW=False, power_iters=0,
+        deep_inv_params=[1e-3, 5e1, 1e-3, 1e3, 1])
+    return ref.trainer.Trainer(args, seed, ["acc"], ["global"])
+
+
+@pytest.fixture(scope="module")
+def cifar(data_root):
+    return data.load_dataset("cifar100", str(data_root), False, 32)
+
+
+def test_class_order_and_split_equal_reference(ref, cifar, tmp_path, capsys):
+    for seed in range(5):
+        trainer = _ref_trainer(ref, seed, tmp_path / str(seed), max_task=-1)
+        order = data.class_order(100, seed)
+        blocks = data.task_class_blocks([10] * 10)
+        assert trainer.tasks == [[order[p] for p in b] for b in blocks], seed
+        assert trainer.tasks_logits == blocks
+        if seed == 0:  # the images and labels of two tasks, as sets
+            train, _ = cifar
+            for t in range(2):
+                ours = data.select_task(train, order, blocks[t], None)
+                ref_x, ref_y = trainer.train_dataset.archive[t]
+                ref_labels = np.array([trainer.train_dataset.class_mapping[int(v)] for v in ref_y])
+                assert len(ref_labels) == len(ours.y) == 5000
+                assert ref_x.shape[1:] == (32, 32, 3)  # NHWC there, NCHW here
+                key_ours = sorted(zip(ours.y.tolist(), [bytes(r) for r in ours.x.transpose(0, 2, 3, 1).reshape(5000, -1)]))
+                key_ref = sorted(zip(ref_labels.tolist(), [bytes(r) for r in ref_x.reshape(5000, -1)]))
+                assert key_ours == key_ref
+    capsys.readouterr()
+
+
+def test_augmentation_transforms_and_parameters_equal(ref):
+    """Same transforms, same order, same parameters as the reference's CIFAR training transform."""
+    import torchvision.transforms as T
+
+    steps = ref.transforms.get_transform("CIFAR100", "train", aug=True).transforms
+    assert [type(s) for s in steps] == [T.ColorJitter, T.RandomHorizontalFlip, T.RandomCrop, T.ToTensor, T.Normalize]
+    jitter, flip, crop, _, norm = steps
+    assert jitter.brightness == pytest.approx((1 - data.DeviceAugment.BRIGHTNESS, 1 + data.DeviceAugment.BRIGHTNESS))
+    assert jitter.contrast == pytest.approx((1 - data.DeviceAugment.CONTRAST, 1 + data.DeviceAugment.CONTRAST))
+    assert jitter.saturation is None and jitter.hue is None
+    assert flip.p == 0.5
+    aug = data.DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
+    assert crop.size == (32, 32) and crop.padding == aug.pad == 4 and crop.fill == 0
+    mean, std = data.CHANNEL_STATS["cifar100"]
+    assert norm.mean == pytest.approx(mean, abs=1e-4) and norm.std == pytest.approx(std, abs=1e-4)
+    assert _cfg().data.color_jitter  # on by default
+
+
+def test_augmentation_distribution_matches_torchvision(ref, cifar):
+    """Over many draws of real images, our batched jitter+flip+crop gives the same distribution of
+    per-image brightness and contrast as the reference's PIL transform (not bitwise)."""
+    from PIL import Image
+
+    train, _ = cifar
+    imgs = train.x[:40]
+    draws = 50
+    transform = ref.transforms.get_transform("CIFAR100", "train", aug=True)
+    torch.manual_seed(0)
+    theirs = torch.stack([transform(Image.fromarray(img.transpose(1, 2, 0))) for img in imgs for _ in range(draws)])
+    aug = data.DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
+    gen = torch.Generator().manual_seed(0)
+    ours = aug(torch.from_numpy(np.repeat(imgs, draws, axis=0)), gen).to(theirs.dtype)
+    plain = data.DeviceAugment("cifar100", 32, torch.device("cpu"))(torch.from_numpy(np.repeat(imgs, draws, axis=0)), gen)
+
+    def stats(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        centre = x[:, :, 4:28, 4:28]  # away from the zero padding
+        return centre.mean((1, 2, 3)).numpy(), centre.std((1, 2, 3)).numpy()
+
+    qs = [0.1, 0.25, 0.5, 0.75, 0.9]
+    for a, b, c in zip(stats(ours), stats(theirs), stats(plain.to(theirs.dtype))):
+        assert np.abs(np.quantile(a, qs) - np.quantile(b, qs)).max() < 0.1 * float(b.std())
+        # Spread over the draws of one image (brightness / contrast factors), averaged over images.
+        within = [float(v.reshape(len(imgs), draws).std(1).mean()) for v in (a, b, c)]
+        assert within[0] == pytest.approx(within[1], rel=0.15)
+        assert within[2] < 0.5 * within[1]  # without jitter it is far smaller: the check can tell
