@@ -17,7 +17,7 @@ from dfcil_core.learners import LEARNERS, lineage
 CODE = "dfcil_core"
 COMMON_CODE = [f"{CODE}/config.py", f"{CODE}/stages.py", f"{CODE}/io.py"]
 TRAIN_PARAMS = ["train.lr", "train.momentum", "train.weight_decay", "train.batch_size", "train.milestones",
-                "train.gamma", "model", "runtime.amp", "runtime.channels_last"]
+                "train.gamma", "train_seed", "data.color_jitter", "model", "runtime.amp", "runtime.channels_last"]
 
 
 def _out(cfg_out: str, rel: str) -> str:
@@ -51,7 +51,7 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
                     stages[f"synthesize_{lineage(method, task - 1)}_t{task}"] = {
                         "cmd": f"dfcil synthesize --config {params_file} --out {out} --method {method} --task {task}",
                         "deps": deps,
-                        "params": [{params_file: ["synthesis"]}],
+                        "params": [{params_file: ["synthesis", "train_seed"]}],
                         "outs": [_out(out, gen_rel), _out(out, f"{gdir}/samples_task_{task}.png"),
                                  _out(out, f"{gdir}/losses_task_{task}.png")],
                     }
@@ -71,8 +71,8 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
             params = [*TRAIN_PARAMS, f"train.task_epochs.{task}"]
             if fam != "ce":
                 if method in ("lwf", "lwf_syn", "deepinversion"):
-                    params.append("train.kd_temperature")
-                if method == "abd":
+                    params += ["train.kd_temperature", f"train.{method}_mu"]
+                if method == "abd" and task >= 2:
                     params.append("abd")
                 if learner.uses_replay and task >= 2:
                     params.append("synthesis.replay_batch_size")

@@ -48,6 +48,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": _SMALL_TRAIN,
         "synthesis": {"steps": 300, "batch_size": 64, "replay_batch_size": 64},
     },
+    # Issue 12: the CPU proxy protocol that the authors' code also runs here (benchmarks/reference_proxy.sh):
+    # CIFAR-100, 2 tasks x 10 classes, all images, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator
+    # steps, batch 128. Vary `train_seed` for our spread at one class order (`seed`).
+    "fidelity-proxy": {
+        "name": "fidelity-proxy",
+        "methods": ["abd", "deepinversion", "lwf", "lwf_mc", "base"],
+        "data": {"n_tasks": 2, "num_classes": 20},
+        "train": {"epochs": 10, "milestones": [7, 9], "checkpoint_every": 5},
+        "synthesis": {"steps": 500},
+    },
 }
 for _n in (5, 10, 20):
     PRESETS[f"paper-cifar100-{_n}"] = {"name": f"paper-cifar100-{_n}", "methods": PAPER_METHODS,

@@ -99,7 +99,7 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
         if method in ("lwf", "lwf_syn", "deepinversion"):
             parts["kd_temperature"] = cfg.train.kd_temperature
             parts["mu"] = getattr(cfg.train, f"{method}_mu")
-        if method == "abd":
+        if method == "abd" and task > 1:  # ABD's task 1 is plain CE over every head row
             parts["abd"] = cfg.abd.model_dump()
         if learner.uses_replay and task > 1:
             parts["generator"] = generator_hash(cfg, method, task)

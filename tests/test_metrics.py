@@ -65,3 +65,19 @@ def test_mmd():
     # two points at distance d, bandwidth 1: k(a,a) = k(b,b) = 1, k(a,b) = exp(-d^2/2); MMD = 2 - 2 exp(-d^2/2)
     assert metrics.mmd_rbf(np.array([[0.0]]), np.array([[2.0]]), bandwidth=1.0) == pytest.approx(2 - 2 * math.exp(-2))
     assert metrics.mmd_rbf(z, z + 5) > metrics.mmd_rbf(z, z + 0.1)
+
+
+def test_mid_leaves_out_dead_units():
+    """A dead ReLU unit (sigma_a = 0) would divide by ~0; it is left out and counted."""
+    za = np.array([[0.0, 0.0, 1.0], [2.0, 0.0, 3.0]])  # dims: sigma 1, 0 (dead), 1
+    zb = np.array([[3.0, 5.0, 2.0], [5.0, 5.0, 4.0]])  # mean diffs: 3, 5, 1
+    mid, left_out = metrics.mean_image_distance_detail(za, zb)
+    assert left_out == 1
+    assert mid == pytest.approx(math.sqrt(3 ** 2 + 1 ** 2))
+    assert metrics.mean_image_distance(za, zb) == pytest.approx(math.sqrt(10))
+    # A unit far below the median spread (1e-3 of it) counts as dead too; one at half of it does not.
+    za2 = np.array([[0.0, 0.0, 1.0, 0.0], [2.0, 2e-3, 3.0, 1.0]])
+    zb2 = np.array([[3.0, 5.0, 2.0, 0.5], [5.0, 5.0, 4.0, 1.5]])
+    mid2, left_out2 = metrics.mean_image_distance_detail(za2, zb2)
+    assert left_out2 == 1
+    assert mid2 == pytest.approx(math.sqrt(9 + 1 + (0.5 / 0.5) ** 2))
