@@ -444,7 +444,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         io.write_json(ev / "plot_omega.json",
                       [{"task": i + 1, **{m: 100 * a.seen_accuracy(i) / upper.seen_accuracy(i) for m, a in matrices.items()}}
                        for i in range(cfg.data.n_tasks)])
-    doc = {"methods": results, "diagnosis": diagnosis, "name": cfg.name, "seed": cfg.seed,
+    doc = {"methods": results, "diagnosis": diagnosis, "name": cfg.name, "seed": cfg.seed, "train_seed": cfg.training_seed,
            "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "config_hash": lineage_hash(cfg),
            "code_version": io.code_version()}
     io.write_json(lay.metrics_file(), doc)

@@ -1,0 +1,48 @@
+"""The README "Fidelity" accuracy table: dfcil beside the authors' code on the CPU proxy protocol.
+
+    bash benchmarks/reference_proxy.sh 2                      # the reference, class orders 0 and 1 (slow)
+    python benchmarks/fidelity_table.py --reference outputs/reference   # -> benchmarks/reference-proxy.csv
+    dfcil run --preset fidelity-proxy -S seed=S -S train_seed=T --out outputs/proxy/sS-tT   # T = 0, 1, 2
+    python benchmarks/fidelity_table.py outputs/proxy/*       # our mean ± std beside the checked-in reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from dfcil_core import fidelity
+
+REFERENCE_CSV = Path(__file__).resolve().parent / "reference-proxy.csv"
+COMMAND = "bash benchmarks/reference_proxy.sh 2"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="*", type=Path, help="evaluated dfcil output directories")
+    p.add_argument("--reference", type=Path, help="the reference's log root: (re)write the reference CSV from it")
+    p.add_argument("--reference-csv", type=Path, default=REFERENCE_CSV)
+    p.add_argument("--csv", type=Path, help="also write the comparison as CSV")
+    a = p.parse_args()
+    if a.reference is not None:
+        rows = fidelity.reference_rows(a.reference)
+        rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+        rows["command"] = COMMAND
+        rows.to_csv(a.reference_csv, index=False, float_format="%.2f")
+        print(f"{len(rows)} reference rows -> {a.reference_csv}")
+    if not a.runs:
+        return 0
+    reference = pd.read_csv(a.reference_csv)
+    table = fidelity.compare(fidelity.dfcil_rows(a.runs), reference)
+    print(fidelity.markdown(table))
+    if a.csv:
+        table.to_csv(a.csv, index=False, float_format="%.2f")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The fidelity table: reading the reference's result files and ours, and the pass band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dfcil_core import fidelity, io
+from dfcil_core.metrics import AccuracyMatrix
+
+
+def _reference_log(root, method: str, trials: list[list[list[float]]]) -> None:
+    """pt.yaml as the reference writes it: history[j][i][r] = acc on task j+1 after task i+1, trial r."""
+    hist = np.stack([np.asarray(t, dtype=float) for t in trials], axis=-1)
+    d = root / method / "results-acc"
+    d.mkdir(parents=True)
+    (d / "pt.yaml").write_text(yaml.safe_dump({"history": hist.tolist()}))
+
+
+def _dfcil_run(root, seed: int, train_seed: int, method: str, a: list[list[float]]) -> None:
+    m = AccuracyMatrix.from_rows(a, [1000, 1000])
+    io.write_json(root / "eval" / method / "accuracy_matrix.json", m.to_dict())
+    io.write_json(root / "metrics.json", {"seed": seed, "train_seed": train_seed, "methods": {
+        method: {"a_n": m.seen_accuracy(1), "old_acc": a[1][0], "new_acc": a[1][1]}}})
+
+
+def test_reference_rows_read_pt_yaml(tmp_path):
+    # trial 0: task 1 70 after task 1; after task 2: 20 on task 1, 60 on task 2
+    _reference_log(tmp_path, "abd", [[[70.0, 20.0], [0.0, 60.0]], [[66.0, 10.0], [0.0, 50.0]]])
+    rows = fidelity.reference_rows(tmp_path)
+    r0 = rows[rows.seed == 0].iloc[0]
+    assert (r0.task1_acc, r0.old_acc, r0.new_acc, r0.a_n) == (70.0, 20.0, 60.0, 40.0)
+    assert rows[rows.seed == 1].iloc[0].a_n == 30.0
+
+
+def test_band_is_max_of_3_points_and_2_std(tmp_path):
+    runs = []
+    for t, (old, new) in enumerate([(20.0, 60.0), (24.0, 60.0), (22.0, 60.0)]):  # a_n 40, 42, 41: std 1
+        _dfcil_run(tmp_path / str(t), 0, t, "abd", [[70.0 + t], [old, new]])
+        runs.append(tmp_path / str(t))
+    ours = fidelity.dfcil_rows(runs)
+    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 68.5,
+                         "old_acc": 30.0, "new_acc": 60.0, "a_n": 44.5}])
+    table = fidelity.compare(ours, ref).set_index("metric")
+    assert table.loc["a_n", "ours_mean"] == pytest.approx(41.0) and table.loc["a_n", "ours_std"] == pytest.approx(1.0)
+    assert table.loc["a_n", "band"] == 3.0 and not table.loc["a_n", "pass"]  # 44.5 is 3.5 away
+    assert table.loc["task1_acc", "pass"]  # 68.5 vs mean 71 (70, 71, 72): 2.5 away
+    assert table.loc["old_acc", "band"] == pytest.approx(4.0) and not table.loc["old_acc", "pass"]  # std 2 -> 4
+
+
+def test_markdown_says_not_run(tmp_path):
+    _dfcil_run(tmp_path, 1, 1, "lwf", [[50.0], [5.0, 70.0]])
+    ref = pd.DataFrame(columns=fidelity.COLUMNS)
+    text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), ref))
+    assert "| lwf | 1 | 1 |" in text and "not run" in text and "✗" not in text
