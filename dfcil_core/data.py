@@ -33,6 +33,7 @@ class ImageArrays:
 
     x: np.ndarray
     y: np.ndarray
+    classes: list[str] | None = None  # name of each original class id, when the dataset has them
 
 
 def data_root(configured: str | None) -> Path:
@@ -81,7 +82,7 @@ def _load_cifar(name: str, root: Path, download: bool) -> tuple[ImageArrays, Ima
                     f"{cls.base_folder}/"
                 ) from None
         x = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))  # NHWC -> NCHW, uint8
-        out.append(ImageArrays(x=x, y=np.asarray(ds.targets, dtype=np.int64)))
+        out.append(ImageArrays(x=x, y=np.asarray(ds.targets, dtype=np.int64), classes=list(ds.classes)))
     return out[0], out[1]
 
 
@@ -101,7 +102,7 @@ def _load_imagefolder(root: Path, size: int) -> tuple[ImageArrays, ImageArrays]:
             with Image.open(path) as img:
                 img = img.convert("RGB").resize((size, size), Image.BILINEAR)
                 xs[i] = np.asarray(img).transpose(2, 0, 1)
-        out.append(ImageArrays(x=xs, y=np.asarray(ds.targets, dtype=np.int64)))
+        out.append(ImageArrays(x=xs, y=np.asarray(ds.targets, dtype=np.int64), classes=list(ds.classes)))
     return out[0], out[1]
 
 

@@ -89,8 +89,10 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
         "cmd": f"dfcil evaluate --config {params_file} --out {out}",
         "deps": eval_deps,
         "params": [{params_file: ["methods", "name"]}],
-        "outs": [_out(out, "eval"), _out(out, "results")],
-        "metrics": [{_out(out, "metrics.json"): {"cache": False}}],
+        "outs": [_out(out, "eval"), _out(out, "results"), {_out(out, "metrics.json"): {"cache": False}},
+                 {_out(out, "report.html"): {"cache": False}}],
+        # One flat metrics file per method: `dvc metrics show` prints a row per method.
+        "metrics": [{_out(out, f"metrics/{m}.json"): {"cache": False}} for m in cfg.methods],
     }
     plots: list[Any] = [{"accuracy_per_task": {"x": "task", "y": {_out(out, "eval/plot_accuracy.json"): list(cfg.methods)},
                                                "title": "accuracy over seen classes (%)"}}]

@@ -21,23 +21,25 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
 
 
 def sample_grid(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], path: str | Path,
-                nrow: int = 8, title: str = "") -> None:
-    """Denormalise a batch (N, 3, H, W) from normalised space and save it as a grid."""
+                nrow: int = 8, title: str = "", labels: list[str] | None = None) -> None:
+    """Denormalise a batch (N, 3, H, W) from normalised space and save it as a grid, each image
+    captioned with its label (e.g. the class name the old model gives it) when `labels` is given."""
     x = images.detach().float().cpu()
     x = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
-    x = x.clamp(0, 1)
+    x = x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     n = x.shape[0]
     rows = (n + nrow - 1) // nrow
-    h, w = x.shape[2], x.shape[3]
-    canvas = np.ones((rows * (h + 2), nrow * (w + 2), 3))
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        canvas[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = x[i].permute(1, 2, 0).numpy()
-    fig, ax = plt.subplots(figsize=(nrow * 0.6 + 1, rows * 0.6 + 1))
-    ax.imshow(canvas, interpolation="nearest")
-    ax.axis("off")
+    cell = 1.1 if labels else 0.6
+    fig, axes = plt.subplots(rows, nrow, figsize=(nrow * cell + 0.4, rows * (cell + (0.2 if labels else 0)) + 0.6),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(x[i], interpolation="nearest")
+            if labels:
+                ax.set_title(labels[i], fontsize=6, pad=2)
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
 
@@ -56,11 +58,13 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
 
 def accuracy_heatmap(values: np.ndarray, path: str | Path, title: str = "") -> None:
     n = values.shape[0]
-    fig, ax = plt.subplots(figsize=(1 + 0.55 * n, 0.8 + 0.5 * n))
+    fig, ax = plt.subplots(figsize=(2.6 + 0.55 * n, 2 + 0.5 * n))
     im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=100, cmap="viridis")
+    fmt = "{:.1f}" if n <= 5 else "{:.0f}"
     for i in range(n):
-        for j in range(i + 1):
-            ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
+        for j in range(i + 1):  # dark text on the light (high) end of viridis
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                    color="k" if values[i, j] > 60 else "w")
     ax.set_xlabel("test data of task n")
     ax.set_ylabel("model after task i")
     ax.set_xticks(range(n), [str(k + 1) for k in range(n)])
@@ -70,28 +74,48 @@ def accuracy_heatmap(values: np.ndarray, path: str | Path, title: str = "") -> N
     _save(fig, path)
 
 
-def curves_per_task(series: dict[str, list[float]], path: str | Path, ylabel: str, title: str = "") -> None:
+def curves_per_task(series: dict[str, list[float]], path: str | Path, ylabel: str, title: str = "") -> list[float]:
+    """One line per series over tasks 1..n; returns the x ticks drawn (whole task numbers)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    n = max((len(ys) for ys in series.values()), default=1)
     for name, ys in series.items():
         ax.plot(range(1, len(ys) + 1), ys, marker="o", label=name)
+    ax.set_xticks(range(1, n + 1))  # tasks are whole numbers
     ax.set_xlabel("task")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
+    ticks = [float(t) for t in ax.get_xticks()]
     _save(fig, path)
+    return ticks
 
 
-def grouped_bars(groups: dict[str, dict[str, float]], path: str | Path, ylabel: str, title: str = "") -> None:
-    """groups: {group (e.g. method): {bar label: value}}."""
+# Bars switch to a log axis when the largest positive value is this many times the smallest.
+LOG_SCALE_RATIO = 20.0
+
+
+def bar_scale(values: list[float]) -> str:
+    """'log' when one value would flatten the others on a linear axis, else 'linear'."""
+    pos = [v for v in values if np.isfinite(v) and v > 0]
+    return "log" if len(pos) >= 2 and max(pos) / min(pos) > LOG_SCALE_RATIO else "linear"
+
+
+def grouped_bars(groups: dict[str, dict[str, float]], path: str | Path, ylabel: str, title: str = "") -> str:
+    """groups: {group (e.g. method): {bar label: value}}. Every bar carries its value; the axis is
+    logarithmic when the values span more than LOG_SCALE_RATIO. Returns the scale used."""
     names = list(groups)
     labels = sorted({k for g in groups.values() for k in g})
     width = 0.8 / max(len(labels), 1)
+    scale = bar_scale([v for g in groups.values() for v in g.values()])
     fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(names), 3.5))
     for j, lab in enumerate(labels):
         vals = [groups[n].get(lab, np.nan) for n in names]
-        ax.bar(np.arange(len(names)) + j * width, vals, width, label=lab)
+        bars = ax.bar(np.arange(len(names)) + j * width, vals, width, label=lab)
+        ax.bar_label(bars, labels=[f"{v:.3g}" if np.isfinite(v) else "" for v in vals], fontsize=7, padding=1)
+    ax.set_yscale(scale)
     ax.set_xticks(np.arange(len(names)) + width * (len(labels) - 1) / 2, names)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + (" (log scale)" if scale == "log" else ""))
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     _save(fig, path)
+    return scale

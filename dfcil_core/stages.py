@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dfcil_core import io, metrics, plots
+from dfcil_core import io, metrics, plots, report
 from dfcil_core.config import Config, lineage_hash, split_hash, stable_hash
 from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_task, task_class_blocks
 from dfcil_core.errors import DfcilError
@@ -69,6 +69,9 @@ class Layout:
 
     def metrics_file(self) -> Path:
         return self.root / "metrics.json"
+
+    def method_metrics_file(self, method: str) -> Path:
+        return self.root / "metrics" / f"{method}.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,6 +159,7 @@ def split(cfg: Config, out: Path) -> Path:
     # meta last: its presence marks a complete split
     io.write_json(lay.split_meta(), io.metadata(
         h, cfg.seed, dataset=d.dataset, class_order=order[: cfg.total_classes],
+        class_names=[train.classes[c] for c in order[: cfg.total_classes]] if train.classes else None,
         tasks=[[order[p] for p in b] for b in blocks], task_positions=blocks,
         inputs={"dataset": d.dataset}))
     log.info("split: %d tasks of %s classes -> %s", len(sizes), sizes, lay.split_dir)
@@ -254,8 +258,10 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     replay = sample_replay(generator, teacher, 64, past, gen)
     order = torch.argsort(replay["labels"], stable=True)
     mean, std = CHANNEL_STATS[cfg.data.dataset]
+    names = meta.get("class_names") or [f"class {c}" for c in meta["class_order"]]
     plots.sample_grid(replay["x"][order], mean, std, path.with_name(f"samples_task_{task}.png"),
-                      title=f"synthetic past classes, task {task} (sorted by replay label)")
+                      title=f"synthetic past classes before task {task}: what θ({task - 1}) calls each image",
+                      labels=[names[int(i)] for i in replay["labels"][order]])
     plots.loss_curves(curves, path.with_name(f"losses_task_{task}.png"), title=f"inversion losses, task {task}")
     log.info("synthesize task %d (%s): %d steps in %.1fs, final loss %.4f", task, lineage(method, task - 1),
              cfg.synthesis.steps, seconds, curves["total"][-1] if curves["total"] else float("nan"))
@@ -448,6 +454,10 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
            "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "config_hash": lineage_hash(cfg),
            "code_version": io.code_version()}
     io.write_json(lay.metrics_file(), doc)
+    # Per-method flat metrics: `dvc metrics show` prints them as one readable row per method.
+    for m, summary in results.items():
+        io.write_json(lay.method_metrics_file(m), {k: v for k, v in summary.items() if v is not None})
+    report.write(lay.root)
     return doc
 
 

@@ -115,23 +115,7 @@ def evaluate_step(config_yaml: str, split_dir: str, workspace_in: str, eval_out:
 
 
 def html_report(eval_dir: str | Path) -> str:
-    """A self-contained HTML page: the metrics table and every plot embedded as base64 PNG."""
-    import base64
-    import html
+    """The self-contained HTML page of an evaluated directory (`dfcil_core.report`)."""
+    from dfcil_core import report
 
-    from dfcil_core import io
-
-    root = Path(eval_dir)
-    doc = io.read_json(root / "metrics.json")
-    rows = "".join(
-        f"<tr><td>{html.escape(m)}</td>" + "".join(
-            f"<td>{'' if r[k] is None else f'{r[k]:.2f}'}</td>" for k in ("a_n", "omega", "old_acc", "new_acc", "forgetting"))
-        + "</tr>" for m, r in doc["methods"].items())
-    imgs = "".join(
-        f"<figure><img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'/>"
-        f"<figcaption>{html.escape(str(p.relative_to(root)))}</figcaption></figure>"
-        for p in sorted(root.rglob("*.png")))
-    return (f"<html><head><meta charset='utf-8'><title>dfcil {html.escape(doc['name'])}</title></head><body>"
-            f"<h1>{html.escape(doc['name'])}: {html.escape(doc['dataset'])}, {doc['n_tasks']} tasks, seed {doc['seed']}</h1>"
-            "<table border='1'><tr><th>method</th><th>A_N</th><th>Ω</th><th>old</th><th>new</th><th>forgetting</th></tr>"
-            f"{rows}</table>{imgs}</body></html>")
+    return report.html_page(eval_dir)

@@ -11,14 +11,26 @@ fi
 export DFCIL_DATA_ROOT
 export PATH="$PWD/.venv/bin:$PATH"
 [ -d .dvc ] || dvc init -q
+tree_before=$(git status --porcelain 2>/dev/null || true)
 dvc repro
 echo
 dfcil report --out outputs
 echo
-dvc metrics show
+dvc metrics show --md
 cat <<MSG
 
-metrics: outputs/metrics.json   (dvc metrics show / dvc metrics diff)
+metrics: outputs/metrics.json, outputs/metrics/<method>.json   (dvc metrics show / dvc metrics diff)
 tables:  outputs/results/runs.csv, outputs/results/tasks.csv
 plots:   outputs/eval/*.png, outputs/generators/*/samples_task_*.png   (dvc plots show)
 MSG
+tree_after=$(git status --porcelain 2>/dev/null || true)
+if [ "$tree_after" != "$tree_before" ]; then
+  echo
+  echo "git tree: this run changed what git tracks:"
+  diff <(echo "$tree_before") <(echo "$tree_after") | sed -n 's/^> /  /p'
+  echo "  (dvc.lock records the hashes of this run's outputs; checkpoints carry wall-clock times and"
+  echo "   floating-point kernels differ between CPUs, so they differ from the committed ones."
+  echo "   Commit it to pin these outputs, or 'git checkout dvc.lock' to restore the tree.)"
+fi
+echo
+echo "report:  $PWD/outputs/report.html"
