@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--current", default="benchmarks/results.csv")
     p.add_argument("--run-id", action="append", required=True)
     p.add_argument("--baseline", required=True)
+    p = sub.add_parser("tables", help="Table 1 / Table 3 of the paper from finished runs, beside the paper's values")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="evaluated output directories, results tables (CSV) or s3:// result sinks")
+    p.add_argument("--out", "-o", default="outputs/tables", help="where tables.{md,csv,html} go")
     p = sub.add_parser("publish", help="append this run's result tables to the S3 results sink")
     p.add_argument("--out", "-o", default="outputs")
     p.add_argument("--results", required=True, metavar="S3_URL", help="s3://bucket/prefix")
@@ -165,6 +169,14 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "benchmark":
         return _benchmark(args)
+    if args.command == "tables":
+        from dfcil_core import tables
+
+        long = tables.build(tables.read_runs(args.sources))
+        paths = tables.write(long, args.out)
+        print(tables.markdown(long))
+        print(f"tables: {paths['markdown']}, {paths['csv']}, {paths['html']}")
+        return 0
     out = Path(args.out)
     if args.command == "publish":
         from dfcil_core.results_sink import S3ResultsSink

@@ -10,7 +10,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -102,6 +102,14 @@ class AbdConfig(_Strict):
     # The authors' FT-CE features come from a second train-mode forward pass, so BN running
     # statistics take each replay batch twice; False: once (no effect on losses or gradients).
     double_bn_update: bool = True
+
+    ABLATIONS: ClassVar[tuple[str, ...]] = ("task_balancing", "local_ce", "kd_real", "kd_synthetic", "ft_ce")
+
+    @property
+    def ablation(self) -> str:
+        """Table 3's row: the switches turned off, joined by '+', or 'none' for the full method."""
+        off = [k for k in self.ABLATIONS if not getattr(self, k)]
+        return "+".join(off) if off else "none"
 
 
 class RuntimeConfig(_Strict):

@@ -31,7 +31,7 @@ def sample_grid(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float,
     rows = (n + nrow - 1) // nrow
     cell = 1.1 if labels else 0.6
     fig, axes = plt.subplots(rows, nrow, figsize=(nrow * cell + 0.4, rows * (cell + (0.2 if labels else 0)) + 0.6),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -413,7 +413,8 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         io.write_json(ev / m / "accuracy_matrix.json", a.to_dict())
         plots.accuracy_heatmap(a.values, ev / m / "accuracy_matrix.png", title=f"{m}: A[i][n] (%)")
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
-                         "method": m, "seed": cfg.seed, **summary, "train_seconds": wall[m],
+                         "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
+                         "seed": cfg.seed, **summary, "train_seconds": wall[m],
                          "device": device_name(device)})
         for i, acc in enumerate(a.seen_curve(), start=1):
             ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None

@@ -1,0 +1,117 @@
+"""`dfcil tables`: the paper's values as data (checked against the paper's text), aggregation over
+seeds, flags, "not run" cells."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dfcil_core import tables
+from dfcil_core.cli import main
+from dfcil_core.paper_results import TABLE1, TABLE3
+
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "always-be-dreaming-dfcil.txt"
+
+
+@pytest.fixture(scope="module")
+def paper_text() -> str:
+    if not PAPER.is_file():
+        pytest.skip(f"paper text not found at {PAPER}")
+    return " ".join(PAPER.read_text().split())
+
+
+def _segment(text: str, start: str, end: str) -> str:
+    i = text.index(start)
+    return text[i:text.index(end, i)]
+
+
+def _pm(mean: float, std: float) -> str:
+    return re.escape(f"{mean:.1f} ± {std:.1f}")
+
+
+def test_table1_values_match_the_paper(paper_text):
+    t1 = _segment(paper_text, "Table 1: Results", "Table 2: Results")
+    labels = {"upper_bound": "Upper Bound None", "base": "Base None", "lwf": r"LwF \[36\] None",
+              "lwf_syn": r"LwF \[36\] Synthetic", "deepinversion": r"DeepInversion \[62\] Synthetic",
+              "abd": "Ours Synthetic"}
+    for method, label in labels.items():
+        cells = TABLE1[method]
+        values = r"\s+".join(_pm(c.a_n, c.a_n_std) + r"\s+" + _pm(c.omega, c.omega_std) for c in cells.values())
+        assert re.search(label + r"\s+" + values, t1), method
+        assert all(c.source.startswith("Table 1") for c in cells.values())
+
+
+def test_lwf_mc_values_match_the_papers_table_a(paper_text):
+    ta = _segment(paper_text, "Table A: Full Results", "Table B: Results")
+    c = TABLE1["lwf_mc"]
+    five_ten = r"\s+".join(_pm(c[n].a_n, c[n].a_n_std) + r"\s+" + _pm(c[n].omega, c[n].omega_std) for n in (5, 10))
+    assert re.search(r"LwF\.MC \[46\] None\s+" + five_ten, ta)
+    # The 20-task columns come as two lists in row order: Upper Bound, Base, LwF, LwF.MC, DGR, ...
+    cols = re.search(r"20 AN \(↑\) ((?:\d+\.\d ± \d+\.\d ?){8})\S+ \(↑\) ((?:\d+\.\d ± \d+\.\d ?){8})", ta)
+    a_col, o_col = cols.group(1), cols.group(2)
+    order = ["upper_bound", "base", "lwf", "lwf_mc", None, "lwf_syn", "deepinversion", "abd"]
+    for col, metric in ((a_col, "a_n"), (o_col, "omega")):
+        vals = re.findall(r"\d+\.\d ± \d+\.\d", col)
+        for method, v in zip(order, vals, strict=True):
+            if method:
+                cell = TABLE1[method][20]
+                assert v == f"{getattr(cell, metric):.1f} ± {getattr(cell, metric + '_std'):.1f}", (method, metric)
+
+
+def test_table3_values_match_the_paper(paper_text):
+    t3 = _segment(paper_text, "Table 3: Ablation", "Table 4:")
+    for key, c in TABLE3.items():
+        assert re.search(_pm(c.a_n, c.a_n_std) + r"\s+" + _pm(c.omega, c.omega_std), t3), key
+    # rows whose label stands right before its values in the text
+    for key, label in (("none", "Full Method"), ("kd_real", "Ablate Real Data Distillation"),
+                       ("kd_synthetic", "Ablate Synthetic Data Distillation"), ("ft_ce", "Ablate FT-CE Loss")):
+        assert re.search(re.escape(label) + r"[^±]*?" + _pm(TABLE3[key].a_n, TABLE3[key].a_n_std), t3), key
+
+
+def _runs(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame([{"name": name, "dataset": "cifar100", "n_tasks": n, "method": m, "ablation": ab, "seed": s,
+                          "a_n": a, "omega": o} for name, n, m, ab, s, a, o in rows])
+
+
+def test_cells_mean_std_flags_and_not_run(tmp_path):
+    runs = _runs([
+        ("paper-cifar100-10", 10, "abd", "none", 0, 33.0, 69.0),
+        ("paper-cifar100-10", 10, "abd", "none", 1, 34.0, 70.0),
+        ("paper-cifar100-10", 10, "abd", "none", 2, 35.0, 71.0),  # A_N 34.0 ± 1.0 vs 33.7: in band
+        ("paper-cifar100-10", 10, "base", "none", 0, 20.0, 40.0),  # 20.0 vs 8.8: far out of band
+        ("paper-cifar100-10", 10, "abd", "ft_ce", 0, 9.0, 35.0),
+    ])
+    long = tables.build(runs)
+    cell = long[(long.table == "table1") & (long.method == "abd") & (long.n_tasks == 10) & (long.metric == "a_n")].iloc[0]
+    assert (cell.runs, cell.ours_mean, cell.ours_std, cell.paper_mean) == (3, 34.0, 1.0, 33.7)
+    assert cell["diff"] == pytest.approx(0.3) and not cell.flag
+    base = long[(long.table == "table1") & (long.method == "base") & (long.n_tasks == 10) & (long.metric == "a_n")].iloc[0]
+    assert base.flag and base["diff"] == pytest.approx(11.2)
+    missing = long[(long.table == "table1") & (long.method == "lwf") & (long.n_tasks == 5)].iloc[0]
+    assert missing.runs == 0 and pd.isna(missing.ours_mean)
+    t3 = long[(long.table == "table3") & (long.ablation == "ft_ce") & (long.metric == "a_n")].iloc[0]
+    assert t3.runs == 1 and t3.paper_mean == 9.8
+    md = tables.markdown(long)
+    assert "not run / 17.0 ± 0.1" in md  # LwF, 5 tasks: nobody ran it, no number of ours
+    assert "| Base | " in md and "20.0 (n=1) / 8.8 ± 0.1 (+11.2) ⚠" in md
+    assert "34.0 ± 1.0 (n=3) / 33.7 ± 1.2 (+0.3) |" in md
+
+
+def test_small_profiles_never_flag(tmp_path):
+    long = tables.build(_runs([("tiny", 10, "base", "none", 0, 60.0, 90.0)]))
+    assert not long.flag.any()
+    assert "NOT the paper's schedule" in tables.markdown(long)
+
+
+def test_cli_writes_md_csv_html(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    _runs([("paper-cifar100-5", 5, "abd", "none", 0, 44.0, 79.0)]).to_csv(csv, index=False)
+    assert main(["tables", str(csv), "--out", str(tmp_path / "t")]) == 0
+    for name in ("tables.md", "tables.csv", "tables.html"):
+        assert (tmp_path / "t" / name).is_file()
+    assert "data:image/png;base64," in (tmp_path / "t" / "tables.html").read_text()
+    assert main(["tables", str(tmp_path / "nothing"), "--out", str(tmp_path / "t")]) == 2
+    assert "no results/runs.csv" in capsys.readouterr().err
