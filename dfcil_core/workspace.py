@@ -119,3 +119,42 @@ def html_report(eval_dir: str | Path) -> str:
     from dfcil_core import report
 
     return report.html_page(eval_dir)
+
+
+def config_with_seed(config_yaml: str, seed: int) -> str:
+    """The same config with another class-order seed, as one line of JSON (a fan-out branch)."""
+    import json
+
+    from dfcil_core.dvc_pipeline import explicit_params
+
+    cfg = config_from_yaml(config_yaml)
+    return json.dumps(explicit_params(config_mod.from_dict({**cfg.dump(), "seed": int(seed)})))
+
+
+def collect_runs(results_dirs: list[str], out_dir: str) -> int:
+    """Concatenate the `runs.csv` of evaluated result directories (or of earlier collections) into
+    `out_dir/runs.csv`; returns the row count."""
+    import pandas as pd
+
+    from dfcil_core import io
+
+    frames = []
+    for d in results_dirs:
+        for name in (Path(d) / "results" / "runs.csv", Path(d) / "runs.csv"):
+            if name.is_file():
+                frames.append(pd.read_csv(name))
+                break
+        else:
+            raise FileNotFoundError(f"{d}: no runs.csv")
+    runs = pd.concat(frames, ignore_index=True)
+    with io.atomic_path(Path(out_dir) / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+    return len(runs)
+
+
+def tables_step(runs_dir: str, out_dir: str) -> str:
+    """`dfcil tables` over a collected runs.csv; returns the HTML page's path."""
+    from dfcil_core import tables
+
+    paths = tables.write(tables.build(tables.read_runs([str(Path(runs_dir) / "runs.csv")])), out_dir)
+    return str(paths["html"])

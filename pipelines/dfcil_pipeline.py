@@ -31,6 +31,52 @@ def _gpu_task(task, cfg_gpu: bool, cpu: str = "8", memory: str = "32G"):
     return task
 
 
+def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_secret: str | None = S3_SECRET,
+            label: str = ""):
+    """Add one run's tasks to the pipeline being defined: split -> per task [synthesize -> train] for
+    every method (shared θ(1) and generators) -> merge -> evaluate. `config_yaml` is a pipeline
+    parameter or another task's output; returns the evaluate task."""
+    tag = f"{label} " if label else ""
+    split = comps.split(config_yaml=config_yaml)
+    split.set_display_name(f"{tag}split").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
+    split.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+    data = split.outputs["split_data"]
+    # workspace per lineage file: shared θ(1) ('ce') and the generator inverted from it
+    made: dict[str, object] = {}
+    heads: dict[str, object] = {}
+    for method in cfg.methods:
+        learner = LEARNERS[method]
+        ws = split.outputs["workspace"]
+        for t in range(1, cfg.data.n_tasks + 1):
+            if t >= 2 and learner.uses_replay:
+                key = f"gen:{lineage(method, t - 1)}:{t}"
+                if key not in made:
+                    task = comps.synthesize(config_yaml=config_yaml, method=method, task=t, split_data=data,
+                                            workspace_in=ws)
+                    made[key] = _gpu_task(task.set_display_name(f"{tag}synthesize {lineage(method, t - 1)} t{t}"), gpu)
+                ws = made[key].outputs["workspace"]
+            key = f"model:{lineage(method, t)}:{t}"
+            if key not in made:
+                task = comps.train(config_yaml=config_yaml, method=method, task=t, split_data=data, workspace_in=ws)
+                made[key] = _gpu_task(task.set_display_name(f"{tag}train {lineage(method, t)} t{t}"), gpu)
+            ws = made[key].outputs["workspace"]
+        heads[method] = ws
+    merged = None
+    for method in cfg.methods:
+        if merged is None:
+            merged = heads[method]
+            continue
+        m = comps.merge(workspace_a=merged, workspace_b=heads[method])
+        m.set_display_name(f"{tag}merge {method}").set_caching_options(True)
+        merged = m.outputs["workspace"]
+    ev = comps.evaluate(config_yaml=config_yaml, split_data=data, workspace_in=merged)
+    ev.set_display_name(f"{tag}evaluate").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
+    ev.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
+    if s3_secret:
+        kubernetes.use_secret_as_env(ev, secret_name=s3_secret, secret_key_to_env=S3_ENV)
+    return ev
+
+
 def build_pipeline(cfg: config_mod.Config, image: str = DEFAULT_IMAGE, pipeline_root: str | None = None,
                    gpu: bool = True, s3_secret: str | None = S3_SECRET):
     """A @dsl.pipeline function for `cfg` (its methods and task count fix the graph)."""
@@ -41,43 +87,7 @@ def build_pipeline(cfg: config_mod.Config, image: str = DEFAULT_IMAGE, pipeline_
     @dsl.pipeline(name=f"dfcil-{cfg.name}", description="Data-free class-incremental learning (ABD)",
                   pipeline_root=pipeline_root)
     def dfcil_pipeline(config_yaml: str = config_yaml):
-        split = comps.split(config_yaml=config_yaml)
-        split.set_display_name("split").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
-        split.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
-        data = split.outputs["split_data"]
-        # workspace per lineage file: shared θ(1) ('ce') and the generator inverted from it
-        made: dict[str, object] = {}
-        heads: dict[str, object] = {}
-        for method in cfg.methods:
-            learner = LEARNERS[method]
-            ws = split.outputs["workspace"]
-            for t in range(1, cfg.data.n_tasks + 1):
-                if t >= 2 and learner.uses_replay:
-                    key = f"gen:{lineage(method, t - 1)}:{t}"
-                    if key not in made:
-                        task = comps.synthesize(config_yaml=config_yaml, method=method, task=t, split_data=data,
-                                                workspace_in=ws)
-                        made[key] = _gpu_task(task.set_display_name(f"synthesize {lineage(method, t - 1)} t{t}"), gpu)
-                    ws = made[key].outputs["workspace"]
-                key = f"model:{lineage(method, t)}:{t}"
-                if key not in made:
-                    task = comps.train(config_yaml=config_yaml, method=method, task=t, split_data=data, workspace_in=ws)
-                    made[key] = _gpu_task(task.set_display_name(f"train {lineage(method, t)} t{t}"), gpu)
-                ws = made[key].outputs["workspace"]
-            heads[method] = ws
-        merged = None
-        for method in cfg.methods:
-            if merged is None:
-                merged = heads[method]
-                continue
-            m = comps.merge(workspace_a=merged, workspace_b=heads[method])
-            m.set_display_name(f"merge {method}").set_caching_options(True)
-            merged = m.outputs["workspace"]
-        ev = comps.evaluate(config_yaml=config_yaml, split_data=data, workspace_in=merged)
-        ev.set_display_name("evaluate").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
-        ev.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
-        if s3_secret:
-            kubernetes.use_secret_as_env(ev, secret_name=s3_secret, secret_key_to_env=S3_ENV)
+        add_run(comps, cfg, config_yaml, gpu, s3_secret)
 
     return dfcil_pipeline
 

@@ -28,10 +28,12 @@ def test_compiled_spec_structure(tmp_path):
     assert base_names == {"comp-split", "comp-synthesize", "comp-train", "comp-merge", "comp-evaluate"}
     tasks = spec["root"]["dag"]["tasks"]
     names = {t["taskInfo"]["name"] for t in tasks.values()}
-    # shared θ(1) and generator; per-lineage chains afterwards
+    # shared θ(1) and generator (ABD trains its own task 1, as the authors' code); per-lineage chains afterwards
     assert "train ce t1" in names and "train lwf_mc t1" in names and "synthesize ce t2" in names
+    assert "train abd t1" in names and "synthesize abd t2" in names
     assert "train abd t10" in names and "synthesize abd t10" in names and "train upper_bound t10" in names
-    assert sum(1 for n in names if n.startswith("synthesize")) == 1 + 2 * 8  # ce t2, then deepinversion/abd t3..t10
+    # ce t2 (DeepInversion) and abd t2, then deepinversion/abd t3..t10
+    assert sum(1 for n in names if n.startswith("synthesize")) == 2 + 2 * 8
     by_name = {t["taskInfo"]["name"]: (key, t) for key, t in tasks.items()}
 
     def upstream(name):
@@ -41,8 +43,10 @@ def test_compiled_spec_structure(tmp_path):
     for t in range(3, 11):
         assert by_name[f"train abd t{t - 1}"][0] in upstream(f"synthesize abd t{t}")
         assert by_name[f"synthesize abd t{t}"][0] in upstream(f"train abd t{t}")
-    assert by_name["synthesize ce t2"][0] in upstream("train abd t2")
+    assert by_name["synthesize abd t2"][0] in upstream("train abd t2")
+    assert by_name["synthesize ce t2"][0] in upstream("train deepinversion t2")
     assert by_name["train ce t1"][0] in upstream("synthesize ce t2")
+    assert by_name["train abd t1"][0] in upstream("synthesize abd t2")
     # evaluate runs after every method's last task (through the merges)
     ev_key, ev = by_name["evaluate"]
     assert ev["componentRef"]["name"].startswith("comp-evaluate")

@@ -1,0 +1,48 @@
+"""Cost sheet of the paper's tables: GPU-hours and wall time on N GPUs, from measured seconds per
+step (`benchmarks/throughput.py --out F.json` on the GPU, or the figures given here).
+
+    python benchmarks/cost_sheet.py                                  # the README's H200 figures
+    python benchmarks/cost_sheet.py --throughput outputs/bench/throughput_cuda.json --gpus 1 4 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dfcil_core import config as config_mod
+from dfcil_core.costs import StepSeconds, table_cost
+
+# NVIDIA H200, `bash benchmarks/device_check.sh` (2026-11-27): CUDA graphs on the trunk, TF32, batch 128.
+H200 = StepSeconds(ce=0.0051, replay=0.0162, generator=0.0180, device="NVIDIA H200 (CUDA graphs, TF32), 2026-11-27")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--throughput", help="JSON of benchmarks/throughput.py (its 'optimised' figures)")
+    p.add_argument("--gpus", type=int, nargs="+", default=[1, 4, 8, 16])
+    p.add_argument("--seeds", type=int, default=3)
+    a = p.parse_args()
+    s = H200
+    if a.throughput:
+        with open(a.throughput) as f:
+            res = json.load(f)
+        opt = res["optimised"]
+        s = StepSeconds(opt["ce_step"]["seconds_per_step"], opt["abd_step"]["seconds_per_step"],
+                        opt["generator_step"]["seconds_per_step"], f"{res['device']} ({a.throughput})")
+    t1 = [config_mod.load(preset=f"paper-cifar100-{n}") for n in (5, 10, 20)]
+    t3 = [config_mod.load(preset="paper-cifar100-10", overrides=["methods=[abd]", f"abd.{k}=false"])
+          for k in ("task_balancing", "local_ce", "kd_real", "kd_synthetic", "ft_ce")]
+    print(f"seconds per step: CE {s.ce}, replay {s.replay}, generator {s.generator} -- {s.device}")
+    print(f"| table | runs | GPU-hours | " + " | ".join(f"wall on {n} GPU{'s' if n > 1 else ''}" for n in a.gpus) + " |")
+    print("|---|---|---|" + "---|" * len(a.gpus))
+    for name, runs in (("Table 1 (5/10/20 tasks, 7 methods)", t1), ("Table 3 (5 ablations, 10 tasks)", t3)):
+        c = table_cost(runs, a.seeds, s, a.gpus)
+        walls = " | ".join(f"{c['wall_hours'][n]:.1f} h" for n in a.gpus)
+        print(f"| {name} | {c['runs']} | {c['gpu_hours']:.1f} | {walls} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Cost sheet arithmetic: steps per run from the config, shared θ(1) and generators counted once."""
+
+from __future__ import annotations
+
+import pytest
+
+from dfcil_core import config
+from dfcil_core.costs import StepSeconds, run_steps, table_cost
+
+
+def test_run_steps_of_the_tiny_profile_by_hand():
+    cfg = config.load(preset="tiny")  # 2 tasks x 2 classes, 32 images/class, batch 32, 2 epochs, 4 gen steps
+    s = run_steps(cfg)
+    # CE: θ(1) shared (4) + upper bound t2 on 4 classes (8) + base t2, lwf t2 (4 each) + lwf_mc t1, t2 (4 each)
+    # + ABD's own θ(1) (4) = 32; replay: lwf_syn, deepinversion, abd at t2 (4 each); generators: ce t2, abd t2
+    assert (s.ce, s.replay, s.generator) == (32, 12, 8)
+    assert run_steps(cfg, methods=["abd"]) == type(s)(4, 4, 4)
+
+
+def test_table_cost_gpu_hours_and_wall_bounds():
+    cfg = config.load(preset="tiny", overrides=["methods=[base,abd]"])
+    sec = StepSeconds(ce=3600.0, replay=7200.0, generator=1800.0, device="test")
+    # base: θ(1) + t2, 4 CE steps each; abd: its own θ(1) (4 CE), 4 generator and 4 replay steps
+    c = table_cost([cfg], seeds=2, s=sec, gpus=[1, 100])
+    per_run = (4 + 4 + 4) * 1.0 + 4 * 0.5 + 4 * 2.0  # hours
+    assert c["gpu_hours"] == pytest.approx(2 * per_run)
+    assert c["wall_hours"][1] == pytest.approx(2 * per_run)
+    assert c["wall_hours"][100] == pytest.approx(4 * 1.0 + 4 * 0.5 + 4 * 2.0)  # the ABD chain bounds it
