@@ -35,7 +35,7 @@ def main() -> int:
     t3 = [config_mod.load(preset="paper-cifar100-10", overrides=["methods=[abd]", f"abd.{k}=false"])
           for k in ("task_balancing", "local_ce", "kd_real", "kd_synthetic", "ft_ce")]
     print(f"seconds per step: CE {s.ce}, replay {s.replay}, generator {s.generator} -- {s.device}")
-    print(f"| table | runs | GPU-hours | " + " | ".join(f"wall on {n} GPU{'s' if n > 1 else ''}" for n in a.gpus) + " |")
+    print("| table | runs | GPU-hours | " + " | ".join(f"wall on {n} GPU{'s' if n > 1 else ''}" for n in a.gpus) + " |")
     print("|---|---|---|" + "---|" * len(a.gpus))
     for name, runs in (("Table 1 (5/10/20 tasks, 7 methods)", t1), ("Table 3 (5 ablations, 10 tasks)", t3)):
         c = table_cost(runs, a.seeds, s, a.gpus)

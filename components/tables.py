@@ -2,7 +2,7 @@
 tables, and `dfcil tables` over them. Each calls one dfcil_core function."""
 
 from types import SimpleNamespace
-from typing import List
+from typing import List  # noqa: UP035 (KFP reads typing.List in artifact annotations)
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Output
@@ -17,7 +17,7 @@ def with_seed(config_yaml: str, seed: int) -> str:
     return config_with_seed(config_yaml, seed)
 
 
-def collect_runs(results: Input[List[Dataset]], runs: Output[Dataset]):  # noqa: UP006 (KFP needs typing.List)
+def collect_runs(results: Input[List[Dataset]], runs: Output[Dataset]):  # noqa: UP006
     """runs.csv of every branch of one fan-out, concatenated."""
     from dfcil_core.workspace import collect_runs as collect
 
