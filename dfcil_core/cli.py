@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dvc-yaml", help="print dvc.yaml for the config (stages per task and method)")
     _common(p)
     p.add_argument("--params-file", default="params.yaml")
+    p.add_argument("--fan-out", action="store_true",
+                   help="instead: a matrix of whole runs over --splits x --seeds plus `dfcil tables`, "
+                        "for a folder of its own (e.g. paper/dvc.yaml)")
+    p.add_argument("--splits", type=int, nargs="+", default=[5, 10, 20])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sub.add_parser("presets", help="list the presets")
     b = sub.add_parser("benchmark", help="regression benchmarking: run profiles, compare with a baseline")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -196,9 +201,16 @@ def dispatch(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(explicit_params(cfg), sort_keys=False), end="")
         return 0
     if args.command == "dvc-yaml":
-        from dfcil_core.dvc_pipeline import render
+        from dfcil_core.dvc_pipeline import render, render_fan_out
 
-        print(render(cfg, args.out, args.params_file), end="")
+        if args.fan_out:
+            if args.preset is None:
+                raise DfcilError("dvc-yaml --fan-out: give the profile as --preset")
+            for n in args.splits:  # fail now, not in the middle of the matrix
+                config_mod.load(None, args.preset, [*args.overrides, f"data.n_tasks={n}"])
+            print(render_fan_out(args.preset, args.overrides, args.splits, args.seeds), end="")
+        else:
+            print(render(cfg, args.out, args.params_file), end="")
         return 0
     install_sigterm_handler()
     if args.command == "split":

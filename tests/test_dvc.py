@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -149,3 +150,23 @@ def test_late_task_param_reruns_only_downstream(dvc_repo):
     assert set(status) == t2_stages  # DVC's own view: only the task-2 training stages changed
     ran = set(re.findall(r"Running stage '([^']+)'", rerun))
     assert ran == t2_stages | {"evaluate"}  # and what it re-ran: those plus what depends on them
+
+
+@pytest.mark.slow
+def test_dvc_fan_out_matrix_runs_and_tables(tmp_path, data_root):
+    """`dfcil dvc-yaml --fan-out`: a DVC matrix of whole runs (split x seed), then `dfcil tables`."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "dfcil_core", repo / "dfcil_core", ignore=shutil.ignore_patterns("__pycache__"))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@dfcil"], ["git", "config", "user.name", "ci"],
+                ["dvc", "init", "-q"]):
+        sh(cmd, repo)
+    (repo / "paper").mkdir()
+    text = sh(["dfcil", "dvc-yaml", "--fan-out", "--preset", "tiny", "-S", "methods=[upper_bound,base]",
+               "--splits", "2", "--seeds", "0", "1"], repo).stdout
+    (repo / "paper" / "dvc.yaml").write_text(text)
+    out = sh(["dvc", "repro", "paper/dvc.yaml"], repo).stdout
+    assert "Running stage 'paper/dvc.yaml:run@2-0'" in out and "Running stage 'paper/dvc.yaml:tables'" in out
+    long = pd.read_csv(repo / "paper" / "tables" / "tables.csv")
+    ran = long[long.runs > 0]
+    assert set(ran.method) == {"upper_bound", "base"} and set(ran.runs) == {2} and set(ran.n_tasks) == {2}
+    assert "Running stage" not in sh(["dvc", "repro", "paper/dvc.yaml"], repo).stdout
