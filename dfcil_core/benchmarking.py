@@ -21,10 +21,13 @@ import pandas as pd
 from dfcil_core import config as config_mod
 from dfcil_core import io, plots
 from dfcil_core.errors import DfcilError
+from dfcil_core.runtime import FINGERPRINT_COLUMNS
 
 KEYS = ["dataset", "n_tasks", "method"]
 TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "dataset", "n_tasks", "method", "seed",
-                 "a_n", "omega", "forgetting", "wall_seconds", "images_per_s"]
+                 "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
+MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
+ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
                 "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"], "seed": cfg.seed,
                 "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"], "wall_seconds": wall,
                 "images_per_s": float(np.mean(hist["images_per_s"])) if hist["images_per_s"] else np.nan,
+                **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS},
             })
         del doc
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -91,7 +95,8 @@ def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
                          "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                          "dataset": r["dataset"], "n_tasks": r["n_tasks"], "method": r["method"], "seed": r["seed"],
                          "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"],
-                         "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan})
+                         "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan,
+                         **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS}})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -123,33 +128,80 @@ def summarize(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 class Comparison:
     table: pd.DataFrame  # one row per (key, metric)
     regressions: pd.DataFrame
+    notes: list[str]  # what the gate did differently (another device, too few baseline seeds)
+    current_device: str = "unknown"
+    baseline_devices: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
         return len(self.regressions) > 0
 
 
-def compare(current: pd.DataFrame, baseline: pd.DataFrame,
-            tolerances: dict[str, Tolerance] | None = None) -> Comparison:
+def _device_classes(df: pd.DataFrame) -> list[str]:
+    if "device_class" not in df.columns:
+        return ["unknown"]
+    return sorted(set(df["device_class"].fillna("unknown").astype(str)))
+
+
+def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str, Tolerance] | None = None,
+            across_devices: bool = False) -> Comparison:
+    """Mean over seeds of `current` vs the baseline's band per (dataset, n_tasks, method).
+
+    Like against like: only baseline rows of the current rows' device class count (CPU ISA, threads,
+    GPU, torch: numbers move between them). With none, refuse, unless `across_devices`, which
+    compares with every baseline row and a band ACROSS_DEVICES_WIDEN times wider. The band is
+    max(points, k x baseline std over seeds); with fewer than MIN_BAND_SEEDS baseline seeds there is
+    no std to trust, and the gate says it uses the absolute floor only."""
     tolerances = tolerances or DEFAULT_TOLERANCES
-    metrics = [m for m in tolerances if m in current.columns and m in baseline.columns]
-    cur, base = summarize(current, metrics), summarize(baseline, metrics)
+    notes: list[str] = []
+    classes = _device_classes(current)
+    if len(classes) > 1:
+        raise DfcilError(f"current rows come from several device classes ({'; '.join(classes)}); compare one at a time")
+    device = classes[0]
+    base_classes = _device_classes(baseline)
+    base_device = (baseline["device_class"].fillna("unknown").astype(str) if "device_class" in baseline.columns
+                   else pd.Series("unknown", index=baseline.index))
+    same = baseline[base_device == device]
+    if same.empty:
+        if not across_devices:
+            raise DfcilError(
+                f"baseline measured on [{'; '.join(base_classes)}], this run on [{device}]: not like for like "
+                "(kernels, thread count and torch version move the numbers); refusing to gate. Promote a baseline "
+                "on this device class, or pass --across-devices for a band "
+                f"{ACROSS_DEVICES_WIDEN:g}x wider")
+        notes.append(f"across devices: baseline [{'; '.join(base_classes)}] vs current [{device}]; "
+                     f"band widened {ACROSS_DEVICES_WIDEN:g}x")
+        tolerances = {m: Tolerance(t.points * ACROSS_DEVICES_WIDEN, t.k_std * ACROSS_DEVICES_WIDEN)
+                      for m, t in tolerances.items()}
+        same = baseline
+    metrics = [m for m in tolerances if m in current.columns and m in same.columns]
+    cur, base = summarize(current, metrics), summarize(same, metrics)
     joined = cur.merge(base, on=KEYS, suffixes=("", "_base"), how="left")
     rows = []
     for _, r in joined.iterrows():
         for m in metrics:
             tol = tolerances[m]
-            b_mean, b_std = r[f"{m}_mean_base"], r[f"{m}_std_base"]
+            b_mean, b_std, b_n = r[f"{m}_mean_base"], r[f"{m}_std_base"], r[f"{m}_count_base"]
             if pd.isna(r[f"{m}_mean"]):
                 continue
-            allowed = max(tol.points, tol.k_std * (0.0 if pd.isna(b_std) else b_std))
+            seeds = 0 if pd.isna(b_n) else int(b_n)
+            floor_only = seeds < MIN_BAND_SEEDS
+            allowed = tol.points if floor_only else max(tol.points, tol.k_std * (0.0 if pd.isna(b_std) else b_std))
             delta = r[f"{m}_mean"] - b_mean if not pd.isna(b_mean) else np.nan
+            status = "no baseline" if pd.isna(b_mean) else ("REGRESSION" if delta < -allowed else "ok")
+            if floor_only and seeds:
+                status += f" (floor only: {seeds} baseline seed{'s' if seeds > 1 else ''})"
+                note = (f"{r['method']} ({r['n_tasks']} tasks): the baseline has {seeds} seed(s) < {MIN_BAND_SEEDS}; "
+                        "gating on the absolute floor only")
+                if note not in notes:
+                    notes.append(note)
             rows.append({**{k: r[k] for k in KEYS}, "metric": m, "current": r[f"{m}_mean"],
-                         "baseline": b_mean, "delta": delta, "allowed_drop": allowed,
-                         "status": "no baseline" if pd.isna(b_mean) else ("REGRESSION" if delta < -allowed else "ok")})
+                         "baseline": b_mean, "baseline_std": b_std, "baseline_seeds": seeds, "delta": delta,
+                         "allowed_drop": allowed, "status": status})
     table = pd.DataFrame(rows)
-    regressions = table[table["status"] == "REGRESSION"] if len(table) else table
-    return Comparison(table=table, regressions=regressions)
+    regressions = table[table["status"].str.startswith("REGRESSION")] if len(table) else table
+    return Comparison(table=table, regressions=regressions, notes=notes, current_device=device,
+                      baseline_devices=tuple(base_classes))
 
 
 def write_reports(comp: Comparison, current: pd.DataFrame, baseline: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
@@ -173,10 +225,18 @@ def write_reports(comp: Comparison, current: pd.DataFrame, baseline: pd.DataFram
     md = [f"# dfcil benchmark: {verdict}", "", comp.table.to_markdown(index=False, floatfmt=".2f") if len(comp.table) else "",
           ""] + [f"![{p.stem}]({p.name})" for p in figures]
     md_path = out_dir / "report.md"
-    io.write_bytes(md_path, "\n".join(md).encode())
     imgs = "".join(f"<img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'/>" for p in figures)
+    device_lines = (f"<p>current device: {html.escape(comp.current_device)}<br/>baseline device(s): "
+                    f"{html.escape('; '.join(comp.baseline_devices))}</p>"
+                    + "".join(f"<p><b>note:</b> {html.escape(n)}</p>" for n in comp.notes)
+                    + "<p>Band: a metric regresses when its mean over seeds falls below the baseline mean by more "
+                      "than allowed_drop = max(points, k x baseline std over seeds).</p>")
+    md[1:1] = ["", f"current device: {comp.current_device}; baseline: {'; '.join(comp.baseline_devices)}",
+               *[f"note: {n}" for n in comp.notes]]
+    io.write_bytes(md_path, "\n".join(md).encode())
     page = (f"<html><head><meta charset='utf-8'><title>dfcil benchmark</title></head><body>"
-            f"<h1>dfcil benchmark: {verdict}</h1>{comp.table.to_html(index=False, float_format=lambda x: f'{x:.2f}')}"
+            f"<h1>dfcil benchmark: {verdict}</h1>{device_lines}"
+            f"{comp.table.to_html(index=False, float_format=lambda x: f'{x:.2f}')}"
             f"{imgs}<p>{html.escape(str(len(current)))} current rows, {len(baseline)} baseline rows</p></body></html>")
     html_path = out_dir / "report.html"
     io.write_bytes(html_path, page.encode())

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="outputs/benchmarks/report")
     p.add_argument("--points", type=float, default=None, help="override the absolute tolerance (points)")
     p.add_argument("--k-std", type=float, default=None, help="override the tolerance in baseline std")
+    p.add_argument("--across-devices", action="store_true",
+                   help="compare with a baseline from another device class, with a wider band")
     p = bsub.add_parser("promote", help="make runs of the current table the new baseline")
     p.add_argument("--current", default="benchmarks/results.csv")
     p.add_argument("--run-id", action="append", required=True)
@@ -152,7 +154,10 @@ def _benchmark(args: argparse.Namespace) -> int:
         tol = {m: bm.Tolerance(args.points if args.points is not None else t.points,
                                args.k_std if args.k_std is not None else t.k_std) for m, t in tol.items()}
     baseline = bm.read_table(Path(args.baseline))
-    comp = bm.compare(current, baseline, tol)
+    comp = bm.compare(current, baseline, tol, across_devices=args.across_devices)
+    print(f"device: {comp.current_device} (baseline: {'; '.join(comp.baseline_devices)})")
+    for note in comp.notes:
+        print(f"note: {note}")
     print(comp.table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     paths = bm.write_reports(comp, current, baseline, Path(args.report_dir))
     print(f"report: {paths['html']} and {paths['markdown']}")

@@ -26,6 +26,32 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+FINGERPRINT_COLUMNS = ["cpu_model", "cpu_isa", "threads", "gpu", "torch", "device_class"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_fingerprint(device: torch.device) -> dict[str, str | int]:
+    """What decides the floating-point trajectory of a run: the CPU's vector ISA (AVX2 vs AVX-512
+    kernels), the thread count (reduction order), the GPU model and the torch version. `device_class`
+    is what `benchmark compare` gates like against like on (the CPU model is informational)."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    fp: dict[str, str | int] = {"cpu_model": _cpu_model(), "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+                                "threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__}
+    fp["device_class"] = (f"{gpu} | torch {fp['torch']}" if device.type == "cuda"
+                          else f"cpu {fp['cpu_isa']} | {fp['threads']} threads | torch {fp['torch']}")
+    return fp
+
+
 def configure(rt: RuntimeConfig) -> torch.device:
     if rt.threads:
         torch.set_num_threads(rt.threads)

@@ -28,6 +28,7 @@ from dfcil_core.models import IncrementalClassifier
 from dfcil_core.runtime import (
     compile_features,
     configure,
+    device_fingerprint,
     device_name,
     prepare_model,
     task_seed,
@@ -405,6 +406,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
         upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)[0]
     ev = lay.eval_dir()
+    fingerprint = device_fingerprint(device)
     results: dict[str, Any] = {}
     run_rows, task_rows = [], []
     for m, a in matrices.items():
@@ -415,7 +417,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
                          "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
                          "seed": cfg.seed, **summary, "train_seconds": wall[m],
-                         "device": device_name(device)})
+                         "device": device_name(device), **fingerprint})
         for i, acc in enumerate(a.seen_curve(), start=1):
             ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None
             task_rows.append({"method": m, "seed": cfg.seed, "task": i, "acc_seen": acc, "omega_term": ratio})

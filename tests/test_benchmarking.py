@@ -141,3 +141,53 @@ def test_cifar_subset_gives_the_same_task_images(tmp_path, data_root, monkeypatc
             a = data.select_task(full, order, positions, k)
             b = data.select_task(sub, order, positions, k)
             assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+
+
+AVX2 = "cpu AVX2 | 2 threads | torch 2.14.1"
+AVX512 = "cpu AVX512 | 2 threads | torch 2.14.1"
+
+
+def _on(df: pd.DataFrame, device_class: str) -> pd.DataFrame:
+    return df.assign(device_class=device_class)
+
+
+FIVE = _table({"abd": [33.0, 34.0, 35.0, 33.5, 34.5], "lwf": [9.0, 9.5, 8.5, 9.0, 9.0]})  # abd mean 34, std 0.79
+
+
+def test_crafted_regression_of_three_std_on_every_seed_fails(tmp_path):
+    std = FIVE[FIVE.method == "abd"].a_n.std()
+    same = _table({"abd": list(FIVE[FIVE.method == "abd"].a_n), "lwf": [9.0] * 5})
+    assert not bm.compare(_on(same, AVX2), _on(FIVE, AVX2)).failed
+    lowered = same.assign(a_n=[a - 3 * max(std, 1.0) if m == "abd" else a for m, a in zip(same.method, same.a_n)])
+    comp = bm.compare(_on(lowered, AVX2), _on(FIVE, AVX2))
+    assert comp.failed and list(comp.regressions.method) == ["abd"] and not comp.notes
+    row = comp.regressions.iloc[0]
+    assert row.baseline_seeds == 5 and row.allowed_drop == pytest.approx(2.0)  # floor 2 > 2 x 0.79
+
+
+def test_another_device_is_refused_or_widened_with_the_reason(tmp_path, capsys):
+    with pytest.raises(bm.DfcilError, match=r"baseline measured on \[cpu AVX2.*this run on \[cpu AVX512.*not like for like"):
+        bm.compare(_on(_table({"abd": [34.0]}), AVX512), _on(FIVE, AVX2))
+    comp = bm.compare(_on(_table({"abd": [31.0], "lwf": [9.0]}), AVX512), _on(FIVE, AVX2), across_devices=True)
+    assert not comp.failed  # 3 below: inside the widened band of 4 points
+    assert comp.notes and "widened 2x" in comp.notes[0]
+    FIVE.pipe(_on, AVX2).to_csv(tmp_path / "base.csv", index=False)
+    _on(_table({"abd": [34.0], "lwf": [9.0]}), AVX512).to_csv(tmp_path / "cur.csv", index=False)
+    common = ["benchmark", "compare", "--baseline", str(tmp_path / "base.csv"), "--current", str(tmp_path / "cur.csv"),
+              "--report-dir", str(tmp_path / "r")]
+    assert cli.main(common) == 2
+    assert "not like for like" in capsys.readouterr().err
+    assert cli.main([*common, "--across-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "note: across devices" in out
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert AVX512 in page and AVX2 in page and "allowed_drop" in page
+
+
+def test_one_seed_baseline_gates_on_the_floor_only_and_says_so():
+    one = _table({"abd": [34.0]})
+    comp = bm.compare(_table({"abd": [31.5]}), one)  # 2.5 below the floor of 2: a regression, floor only
+    assert comp.failed
+    assert comp.regressions.iloc[0].status == "REGRESSION (floor only: 1 baseline seed)"
+    assert any("1 seed(s) < 3" in n for n in comp.notes)
+    assert not bm.compare(_table({"abd": [32.5]}), one).failed

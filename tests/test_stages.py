@@ -50,10 +50,21 @@ def test_run_writes_every_contracted_output(tiny_run):
     assert set(doc["methods"]) == set(cfg.methods)
     assert doc["methods"]["upper_bound"]["omega"] == pytest.approx(100.0)
     runs = (out / "results" / "runs.csv").read_text().splitlines()
-    assert len(runs) == 1 + len(cfg.methods) and runs[0].startswith("name,dataset,n_tasks,method,seed,a_n,omega")
+    assert len(runs) == 1 + len(cfg.methods)
+    assert runs[0].startswith("name,dataset,n_tasks,method,ablation,seed,a_n,omega")
+    header = runs[0].split(",")
+    for col in ("cpu_model", "cpu_isa", "threads", "gpu", "torch", "device_class"):  # the device fingerprint
+        assert col in header
+    row = dict(zip(header, runs[1].split(","), strict=False))
+    assert row["gpu"] == "none" and row["device_class"].startswith(f"cpu {row['cpu_isa']} | ")
+    # ABD has its own θ(1) and generator (the authors' task 1: CE over every head row)
+    assert (out / "models" / "abd" / "task_1.pt").is_file() and (out / "generators" / "abd" / "task_2.pt").is_file()
     meta = io.load_torch(lay.model("abd", 2))["meta"]
     assert meta["config_hash"] == stages.model_hash(cfg, "abd", 2) and meta["seed"] == 0
-    assert "models/ce/task_1.pt" in meta["inputs"] and "generators/ce/task_2.pt" in meta["inputs"]
+    assert "models/abd/task_1.pt" in meta["inputs"] and "generators/abd/task_2.pt" in meta["inputs"]
+    # one flat metrics file per method (DVC rows), and the HTML page
+    assert set(json.loads((out / "metrics" / "abd.json").read_text())) >= {"a_n", "old_acc", "new_acc"}
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 5
 
 
 def test_same_seed_gives_identical_accuracy_matrices(tiny_run, tmp_path):
