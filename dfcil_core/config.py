@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dfcil_core.errors import DfcilError
 
-METHODS = ("base", "upper_bound", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd")
+METHODS = ("base", "upper_bound", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd", "rdfcil")
+PAPER_METHODS = METHODS[:7]  # the ABD paper's Table 1; R-DFCIL is opt-in
 DATASETS = ("cifar100", "cifar10", "imagefolder")
 
 
@@ -112,6 +113,19 @@ class AbdConfig(_Strict):
         return "+".join(off) if off else "none"
 
 
+class RdfcilConfig(_Strict):
+    """R-DFCIL (Gao et al., ECCV 2022), its authors' CIFAR-100 settings: loss scales, the head-only
+    class-balanced fine-tuning phase (the last `finetune_epochs` of each task >= 2 at a constant
+    `finetune_lr`), and the width of the learned projector in front of RKD-Angle."""
+
+    lambda_ce: float = Field(0.5, ge=0)
+    lambda_hkd: float = Field(0.15, ge=0)
+    lambda_rkd: float = Field(0.5, ge=0)
+    finetune_epochs: int = Field(40, ge=0)
+    finetune_lr: float = Field(0.005, gt=0)
+    projector_dim: int = Field(128, ge=1)
+
+
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # bf16 autocast, CUDA only. Off by default: ResNet-32 at batch 128 is launch-bound on an H200,
@@ -130,12 +144,13 @@ class Config(_Strict):
     seed: int = Field(0, ge=0)  # the class order (trial r of the paper) and, by default, training
     # Training RNG only (init, augmentation, sampling), not the class order; None: `seed`.
     train_seed: int | None = Field(None, ge=0)
-    methods: list[str] = list(METHODS)
+    methods: list[str] = list(PAPER_METHODS)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
     abd: AbdConfig = AbdConfig()
+    rdfcil: RdfcilConfig = RdfcilConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
@@ -145,6 +160,11 @@ class Config(_Strict):
                 raise ValueError(f"methods: unknown method {m!r} (known: {', '.join(METHODS)})")
         if not self.methods:
             raise ValueError("methods: give at least one method")
+        if "rdfcil" in self.methods:
+            for t in range(2, self.data.n_tasks + 1):
+                if self.train.epochs_for(t) <= self.rdfcil.finetune_epochs:
+                    raise ValueError(f"rdfcil.finetune_epochs: {self.rdfcil.finetune_epochs} leaves no main-phase "
+                                     f"epoch in task {t} ({self.train.epochs_for(t)} epochs)")
         return self
 
     # --- derived -------------------------------------------------------------------------

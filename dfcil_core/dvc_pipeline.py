@@ -73,8 +73,8 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
             if fam != "ce":
                 if method in ("lwf", "lwf_syn", "deepinversion"):
                     params += ["train.kd_temperature", f"train.{method}_mu"]
-                if method == "abd" and task >= 2:
-                    params.append("abd")
+                if method in ("abd", "rdfcil") and task >= 2:
+                    params.append(method)
                 if learner.uses_replay and task >= 2:
                     params.append("synthesis.replay_batch_size")
             stages[f"train_{fam}_t{task}"] = {

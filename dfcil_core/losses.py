@@ -102,6 +102,31 @@ def ft_ce(head: torch.nn.Module, feats: torch.Tensor, targets: torch.Tensor, see
 
 
 # ---------------------------------------------------------------------------------------------
+# R-DFCIL (Gao et al., ECCV 2022)
+
+
+def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
+    """For every triplet (j, i, k) of rows of e, the cosine of the angle at e_j between e_i - e_j and
+    e_k - e_j, flattened (N³ values; 0 where i = j or k = j)."""
+    d = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)  # d[j, i] = unit(e_i - e_j)
+    return torch.bmm(d, d.transpose(1, 2)).reshape(-1)
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKD-Angle (Park et al., CVPR 2019): Huber (smooth L1) distance between the student's and the
+    teacher's triplet cosines, mean over all N³ triplets. The teacher gets no gradient."""
+    with torch.no_grad():
+        target = triplet_cosines(upcast(teacher))
+    return F.smooth_l1_loss(triplet_cosines(upcast(student)), target)
+
+
+def rdfcil_weights(past: int, seen: int) -> tuple[float, float]:
+    """R-DFCIL's task-dependent factors: alpha = log2(C_new / 2 + 1), beta = sqrt(C_old / C_new)."""
+    new = seen - past
+    return math.log2(new / 2 + 1), math.sqrt(past / new)
+
+
+# ---------------------------------------------------------------------------------------------
 # Model inversion (Eq. 1-7)
 
 

@@ -27,10 +27,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CI: seconds, every code path.
     "tiny": {
         "name": "tiny",
-        "methods": ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd"],
+        "methods": ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd", "rdfcil"],
         "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 32, "test_per_class": 20},
         "train": {"epochs": 2, "milestones": [1], "batch_size": 32, "checkpoint_every": 1},
         "synthesis": {"steps": 4, "batch_size": 16, "replay_batch_size": 32},
+        "rdfcil": {"finetune_epochs": 1},
         "runtime": {"progress": False},
     },
     # Issue 2: catastrophic forgetting on real CIFAR-100, 2 tasks x 10 classes, CPU.

@@ -105,6 +105,8 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
             parts["mu"] = getattr(cfg.train, f"{method}_mu")
         if method == "abd" and task > 1:  # ABD's task 1 is plain CE over every head row
             parts["abd"] = cfg.abd.model_dump()
+        if method == "rdfcil" and task > 1:
+            parts["rdfcil"] = cfg.rdfcil.model_dump()
         if learner.uses_replay and task > 1:
             parts["generator"] = generator_hash(cfg, method, task)
             parts["replay_bs"] = cfg.synthesis.replay_batch_size

@@ -20,9 +20,10 @@ from dfcil_core import io, plots
 from dfcil_core.errors import DfcilError
 from dfcil_core.paper_results import TABLE1, TABLE3, PaperCell
 
-METHOD_ORDER = ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd"]
+METHOD_ORDER = ["upper_bound", "base", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd", "rdfcil"]
 METHOD_NAMES = {"upper_bound": "Upper Bound", "base": "Base", "lwf": "LwF", "lwf_mc": "LwF.MC",
-                "lwf_syn": "LwF + synthetic", "deepinversion": "DeepInversion", "abd": "ABD (ours)"}
+                "lwf_syn": "LwF + synthetic", "deepinversion": "DeepInversion", "abd": "ABD",
+                "rdfcil": "R-DFCIL (not in the ABD paper)"}
 PAPER_SPLITS = (5, 10, 20)
 FLAG_POINTS, FLAG_K = 2.0, 2.0
 LONG_COLUMNS = ["table", "profile", "dataset", "n_tasks", "method", "ablation", "metric", "runs", "ours_mean",
@@ -92,7 +93,7 @@ def build(runs: pd.DataFrame) -> pd.DataFrame:
         paper_ok = dataset == "cifar100"
         splits = sorted(set(part["n_tasks"].astype(int)) | set(PAPER_SPLITS))
         full = part[part["ablation"] == "none"]
-        methods = [m for m in METHOD_ORDER if m in set(full["method"]) or paper_ok] + \
+        methods = [m for m in METHOD_ORDER if m in set(full["method"]) or (paper_ok and m in TABLE1)] + \
             sorted(set(full["method"]) - set(METHOD_ORDER))
         for method in methods:
             for n in splits:

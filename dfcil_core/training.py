@@ -65,10 +65,11 @@ def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:
     return TaskData(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int, device: torch.device):
+def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int, device: torch.device,
+                   extra: list[torch.nn.Parameter] | None = None):
     t = cfg.train
-    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                          **fused_if_supported(device))
+    opt = torch.optim.SGD([*model.parameters(), *(extra or [])], lr=t.lr, momentum=t.momentum,
+                          weight_decay=t.weight_decay, **fused_if_supported(device))
     milestones = [m for m in t.milestones if m < epochs]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=t.gamma)
     return opt, sched
@@ -111,18 +112,18 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
-    opt, sched = make_optimizer(model, cfg, epochs, device)
+    replay = learner.uses_replay and teacher is not None and generator is not None and past > 0
+    learner.prepare(model, replay)
+    opt, sched = make_optimizer(model, cfg, epochs, device, learner.extra_parameters())
     n = data.x.shape[0]
     bs = min(t.batch_size, n)
     steps = n // bs  # drop the last incomplete batch, as the authors' loader does
-    replay = learner.uses_replay and teacher is not None and generator is not None and past > 0
     if teacher is not None:
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
     if generator is not None:
         generator.eval()
-    learner.prepare(model, replay)
     history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": []}
     start_epoch, start_step, perm = 0, 0, None
     if resume_path is not None and resume_path.exists():
@@ -130,6 +131,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        learner.load_state_dict(state.get("learner", {}))
         gen.set_state(state["rng"])
         start_epoch, start_step, perm, history = state["epoch"], state["step"], state["perm"], state["history"]
         perm = perm.to(device) if perm is not None else None
@@ -140,7 +142,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             return
         io.save_torch(resume_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": gen.get_state(), "epoch": epoch, "step": step,
+            "learner": learner.state_dict(), "rng": gen.get_state(), "epoch": epoch, "step": step,
             "perm": perm_.cpu() if perm_ is not None else None, "history": history,
         })
 
@@ -151,6 +153,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         bar = tqdm(total=epochs, initial=start_epoch, desc=f"train {learner.name}", unit="ep", leave=False)
     model.train()
     for epoch in range(start_epoch, epochs):
+        learner.begin_epoch(model, opt, epoch, epochs)
         t0 = time.perf_counter()
         if perm is None:
             perm = torch.randperm(n, device=device, generator=gen)

@@ -1,0 +1,107 @@
+"""R-DFCIL: hand values of RKD-Angle, which parameters each term reaches, the head-only phase."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from dfcil_core import config, losses
+from dfcil_core.errors import DfcilError
+from dfcil_core.learners import StepBatch, lineage, make_learner
+from dfcil_core.models import IncrementalClassifier
+from dfcil_core.training import make_optimizer, train_step
+
+PAST, SEEN = 3, 5
+
+
+def test_rkd_angle_on_three_points_by_hand():
+    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # right angle at point 0: cosines 0, 1/√2, 1/√2
+    t = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])  # right angle at point 1: cosines 1/√2, 0, 1/√2
+    # 27 triplets; per vertex j two off-diagonal (i != k) entries differ: |0 - 1/√2| at j = 0 and 1,
+    # equal at j = 2; Huber(0.7071) = 0.5 * 0.5 = 0.25 each -> 4 * 0.25 / 27
+    assert losses.rkd_angle(s, t).item() == pytest.approx(1.0 / 27, abs=1e-6)
+    assert losses.rkd_angle(s, 3.0 * s + 1.0).item() == pytest.approx(0.0, abs=1e-7)  # angles ignore scale/shift
+    cos = losses.triplet_cosines(s).view(3, 3, 3)
+    assert cos[0, 1, 2].item() == pytest.approx(0.0, abs=1e-7) and cos[1, 0, 2].item() == pytest.approx(2 ** -0.5)
+    assert cos[1, 1, 2].item() == 0.0 and cos[2, 0, 0].item() == pytest.approx(1.0)
+    teacher = t.clone().requires_grad_(True)
+    losses.rkd_angle(s.clone().requires_grad_(True), teacher).backward()
+    assert teacher.grad is None
+
+
+def test_alpha_beta():
+    alpha, beta = losses.rdfcil_weights(past=10, seen=20)
+    assert alpha == pytest.approx(math.log2(6)) and beta == pytest.approx(1.0)
+    assert losses.rdfcil_weights(past=90, seen=100) == pytest.approx((math.log2(6), 3.0))
+
+
+def _setup(**rdfcil):
+    cfg = config.from_dict({"data": {"num_classes": SEEN + 1, "n_tasks": 2, "first_task_classes": PAST},
+                            "rdfcil": {"finetune_epochs": 1, **rdfcil}, "train": {"epochs": 3},
+                            "methods": ["rdfcil"]})
+    torch.manual_seed(0)
+    teacher = IncrementalClassifier("resnet32", 32, PAST, head_size=SEEN + 1).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = copy.deepcopy(teacher)
+    student.grow(SEEN - PAST)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    student.train()
+    learner = make_learner("rdfcil", cfg)
+    learner.prepare(student, replay=True)
+    g = torch.Generator().manual_seed(1)
+    x, x_syn = torch.randn(6, 3, 32, 32, generator=g), torch.randn(6, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        t_logits_syn = teacher(x_syn)[:, :PAST]
+    b = StepBatch(x_real=x, y_real=torch.tensor([3, 4, 3, 4, 3, 4]), past=PAST, seen=SEEN, teacher=teacher,
+                  x_syn=x_syn, y_syn=t_logits_syn.argmax(1), teacher_logits_syn=t_logits_syn,
+                  teacher_feats_syn=None)
+    return cfg, teacher, student, learner, b
+
+
+@pytest.mark.parametrize("term", ["ce", "hkd", "rkd"])
+def test_each_term_reaches_only_its_parameters(term):
+    scales = {"lambda_ce": 0.0, "lambda_hkd": 0.0, "lambda_rkd": 0.0, f"lambda_{term}": 1.0}
+    _, teacher, student, learner, b = _setup(**scales)
+    learner.loss(student, b).backward()
+    head = student.head.weight.grad
+    proj = learner.projector.weight.grad
+    if term == "ce":  # local CE: new heads only
+        assert head[:PAST].abs().sum() == 0 and head[PAST:SEEN].abs().sum() > 0 and proj is None
+    if term == "hkd":  # old heads' logits on synthetic data: old rows only
+        assert head[:PAST].abs().sum() > 0 and head[PAST:].abs().sum() == 0 and proj is None
+    if term == "rkd":  # features through the projector: no head gradient at all
+        assert head is None or head.abs().sum() == 0
+        assert proj is not None and proj.abs().sum() > 0
+        assert student.features.layers[0].conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())  # the previous model never learns
+
+
+def test_head_only_phase_changes_only_the_head():
+    cfg, _, student, learner, b = _setup()
+    opt, _ = make_optimizer(student, cfg, 3, torch.device("cpu"), learner.extra_parameters())
+    learner.begin_epoch(student, opt, 1, 3)  # epoch 1 of 3: main phase still
+    assert not learner.finetuning and opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    learner.begin_epoch(student, opt, 2, 3)  # the last epoch: head-only
+    assert learner.finetuning and opt.param_groups[0]["lr"] == pytest.approx(0.005)
+    trunk = copy.deepcopy(student.features.state_dict())
+    proj = copy.deepcopy(learner.projector.state_dict())
+    head = student.head.weight.detach().clone()
+    train_step(student, learner, b, opt, torch.device("cpu"), amp=False)
+    for k, v in student.features.state_dict().items():  # weights and BN running statistics
+        assert torch.equal(v, trunk[k]), k
+    for k, v in learner.projector.state_dict().items():
+        assert torch.equal(v, proj[k]), k
+    assert not torch.equal(student.head.weight, head)
+
+
+def test_config_validation_and_lineage():
+    with pytest.raises(DfcilError, match="rdfcil.finetune_epochs: 4 leaves no main-phase epoch in task 2"):
+        config.from_dict({"methods": ["rdfcil"], "train": {"epochs": 4}, "rdfcil": {"finetune_epochs": 4}})
+    with pytest.raises(DfcilError, match="rdfcil.lambda_rkd"):
+        config.from_dict({"rdfcil": {"lambda_rkd": -1}})
+    assert lineage("rdfcil", 1) == "ce" and lineage("rdfcil", 2) == "rdfcil"  # shares θ(1) and the ce generator
