@@ -26,7 +26,7 @@ METHOD_NAMES = {"upper_bound": "Upper Bound", "base": "Base", "lwf": "LwF", "lwf
                 "rdfcil": "R-DFCIL (not in the ABD paper)"}
 PAPER_SPLITS = (5, 10, 20)
 FLAG_POINTS, FLAG_K = 2.0, 2.0
-LONG_COLUMNS = ["table", "profile", "dataset", "n_tasks", "method", "ablation", "metric", "runs", "ours_mean",
+LONG_COLUMNS = ["table", "profile", "dataset", "n_tasks", "method", "ablation", "metric", "rows", "runs", "ours_mean",
                 "ours_std", "paper_mean", "paper_std", "diff", "flag", "source"]
 
 
@@ -79,7 +79,7 @@ def _long_row(table: str, profile: str, dataset: str, n: int, method: str, ablat
     diff = mean - p_mean if runs and paper else float("nan")
     band = max(FLAG_POINTS, FLAG_K * float(np.sqrt(np.nan_to_num(std) ** 2 + np.nan_to_num(p_std) ** 2)))
     return {"table": table, "profile": profile, "dataset": dataset, "n_tasks": n, "method": method,
-            "ablation": ablation, "metric": metric, "runs": runs, "ours_mean": mean, "ours_std": std,
+            "ablation": ablation, "metric": metric, "rows": 0 if group is None else len(group), "runs": runs, "ours_mean": mean, "ours_std": std,
             "paper_mean": p_mean, "paper_std": p_std, "diff": diff,
             "flag": bool(runs and paper and paper_schedule(profile) and abs(diff) > band),
             "source": paper.source if paper else ""}
@@ -121,12 +121,13 @@ def _fmt(mean: float, std: float, runs: int) -> str:
 
 
 def _text_cell(r: pd.Series) -> str:
-    ours = _fmt(r.ours_mean, r.ours_std, int(r.runs))
+    # Runs without the metric (Ω needs the upper bound's models in the same run) are not "not run".
+    ours = "n/a (no upper bound)" if r.rows and not r.runs else _fmt(r.ours_mean, r.ours_std, int(r.runs))
     if np.isnan(r.paper_mean):
         return ours
     paper = f"{r.paper_mean:.1f} ± {r.paper_std:.1f}"
     if not r.runs:
-        return f"not run / {paper}"
+        return f"{ours} / {paper}"
     return f"{ours} / {paper} ({r['diff']:+.1f}){' ⚠' if r.flag else ''}"
 
 

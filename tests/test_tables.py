@@ -151,3 +151,9 @@ def test_eight_concurrent_writers_lose_no_row_and_tables_read_the_sink(tmp_path)
         long = tables.build(tables.read_runs(["s3://dfcil/results"]))
         abd = long[(long.table == "table1") & (long.method == "abd") & (long.n_tasks == 10) & (long.metric == "a_n")]
         assert abd.iloc[0].runs == 8 and abd.iloc[0].ours_mean == pytest.approx(33.5)
+
+
+def test_runs_without_upper_bound_say_n_a_for_omega():
+    runs = _runs([("paper-cifar100-10", 10, "abd", "none", 0, 33.0, float("nan"))])
+    md = tables.markdown(tables.build(runs))
+    assert "| ABD | " in md and "33.0 (n=1) / 33.7 ± 1.2 (-0.7) | n/a (no upper bound) / 69.6 ± 1.6 |" in md
