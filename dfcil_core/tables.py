@@ -79,7 +79,8 @@ def _long_row(table: str, profile: str, dataset: str, n: int, method: str, ablat
     diff = mean - p_mean if runs and paper else float("nan")
     band = max(FLAG_POINTS, FLAG_K * float(np.sqrt(np.nan_to_num(std) ** 2 + np.nan_to_num(p_std) ** 2)))
     return {"table": table, "profile": profile, "dataset": dataset, "n_tasks": n, "method": method,
-            "ablation": ablation, "metric": metric, "rows": 0 if group is None else len(group), "runs": runs, "ours_mean": mean, "ours_std": std,
+            "ablation": ablation, "metric": metric, "rows": 0 if group is None else len(group),
+            "runs": runs, "ours_mean": mean, "ours_std": std,
             "paper_mean": p_mean, "paper_std": p_std, "diff": diff,
             "flag": bool(runs and paper and paper_schedule(profile) and abs(diff) > band),
             "source": paper.source if paper else ""}
