@@ -12,8 +12,9 @@ def test_run_steps_of_the_tiny_profile_by_hand():
     cfg = config.load(preset="tiny")  # 2 tasks x 2 classes, 32 images/class, batch 32, 2 epochs, 4 gen steps
     s = run_steps(cfg)
     # CE: θ(1) shared (4) + upper bound t2 on 4 classes (8) + base t2, lwf t2 (4 each) + lwf_mc t1, t2 (4 each)
-    # + ABD's own θ(1) (4) = 32; replay: lwf_syn, deepinversion, abd at t2 (4 each); generators: ce t2, abd t2
-    assert (s.ce, s.replay, s.generator) == (32, 12, 8)
+    # + ABD's own θ(1) (4) = 32; replay: lwf_syn, deepinversion, abd, rdfcil at t2 (4 each);
+    # generators: ce t2 (shared by lwf_syn, deepinversion, rdfcil) and abd t2
+    assert (s.ce, s.replay, s.generator) == (32, 16, 8)
     assert run_steps(cfg, methods=["abd"]) == type(s)(4, 4, 4)
 
 
