@@ -119,7 +119,10 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     from pipelines import benchmark_pipeline
 
     base = bm.read_table(Path(__file__).resolve().parents[1] / "benchmarks" / "baseline-default.csv")
-    assert set(base["method"]) == set(config.load(preset="default").methods) and list(base.columns) == bm.TABLE_COLUMNS
+    assert set(base["method"]) == set(config.load(preset="default").methods)
+    # Columns of the table format (a baseline from before the device fingerprint lacks those columns;
+    # `compare` then refuses to gate against it, see test_benchmarking).
+    assert set(base.columns) <= set(bm.TABLE_COLUMNS) and list(base.columns) == bm.TABLE_COLUMNS[:len(base.columns)]
     assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
