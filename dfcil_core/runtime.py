@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import signal
 from collections.abc import Iterator
 
 import torch
 
 from dfcil_core.config import RuntimeConfig
 from dfcil_core.errors import DfcilError
+
+
+class StopRequested(Exception):
+    """SIGTERM arrived: the stage stopped at a safe point; re-running the same command continues."""
+
+
+class SigtermFlag:
+    """Set by SIGTERM; the training and inversion loops check it between steps."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(_signum: int, _frame: object) -> None:
+            cls.requested = True
+
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test runner thread)
+            signal.signal(signal.SIGTERM, handler)
+
+
+def install_sigterm_handler() -> None:
+    SigtermFlag.install()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -14,7 +14,7 @@ from torch import nn
 from dfcil_core import losses
 from dfcil_core.config import Config, SynthesisConfig
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast, fused_if_supported, prepare_model
+from dfcil_core.runtime import SigtermFlag, StopRequested, autocast, fused_if_supported, prepare_model
 
 
 class BNStatisticsHooks:
@@ -105,6 +105,8 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
     try:
         for step in range(steps):
+            if SigtermFlag.requested:  # nothing is written: re-running the stage redoes this synthesis
+                raise StopRequested(f"stopped at generator step {step} of {steps}; re-run to synthesize again")
             terms = inversion_step(generator, optimizer, teacher, hooks, past, cfg, kernel, amp)
             if step % log_every == 0 or step == steps - 1:
                 pending.append((step, {k: v.detach() for k, v in terms.items()}))

@@ -7,9 +7,7 @@ gathered as device tensors and read once per epoch.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,30 +20,17 @@ from dfcil_core.config import Config
 from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import Learner, StepBatch
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import autocast, fused_if_supported, step_begin
+from dfcil_core.runtime import (  # noqa: F401 (StopRequested, install_sigterm_handler: the CLI's entry points)
+    SigtermFlag,
+    StopRequested,
+    autocast,
+    fused_if_supported,
+    install_sigterm_handler,
+    step_begin,
+)
 from dfcil_core.synthesis import sample_replay
 
 log = logging.getLogger("dfcil")
-
-
-class StopRequested(Exception):
-    """SIGTERM arrived: the in-task checkpoint was saved; re-running resumes from it."""
-
-
-class _SigtermFlag:
-    requested = False
-
-    @classmethod
-    def install(cls) -> None:
-        def handler(_signum: int, _frame: object) -> None:
-            cls.requested = True
-
-        with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test runner thread)
-            signal.signal(signal.SIGTERM, handler)
-
-
-def install_sigterm_handler() -> None:
-    _SigtermFlag.install()
 
 
 @dataclass
@@ -159,7 +144,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             perm = torch.randperm(n, device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
         for step in range(start_step, steps):
-            if _SigtermFlag.requested:
+            if SigtermFlag.requested:
                 save_partial(epoch, step, perm)
                 raise StopRequested(f"stopped at epoch {epoch} step {step}; partial state saved")
             idx = perm[step * bs:(step + 1) * bs]

@@ -211,3 +211,30 @@ def test_s3_server_stopped_mid_run_fails_clearly_with_outputs_intact(tmp_path, d
     for p in out.rglob("*"):
         if p.is_file():
             assert env["AWS_SECRET_ACCESS_KEY"].encode() not in p.read_bytes()
+
+
+def test_sigterm_during_synthesis_stops_at_the_next_generator_step(monkeypatch):
+    """The inversion loop honours SIGTERM too (it used to run to the end and get killed)."""
+    import torch
+
+    from dfcil_core import config as config_mod
+    from dfcil_core.models import Generator, IncrementalClassifier
+    from dfcil_core.runtime import SigtermFlag, StopRequested
+    from dfcil_core.synthesis import synthesize_generator
+
+    cfg = config_mod.load(preset="tiny").synthesis
+    teacher = IncrementalClassifier("resnet32", 32, 2).eval()
+    gen = Generator(cfg.z_dim, 32)
+    opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
+    done = []
+    monkeypatch.setattr(SigtermFlag, "requested", False)
+
+    def after(step: int) -> None:
+        done.append(step)
+        if step == 1:
+            SigtermFlag.requested = True  # as the handler does when SIGTERM arrives
+
+    with pytest.raises(StopRequested, match="stopped at generator step 2 of 4"):
+        synthesize_generator(gen, opt, teacher, 2, cfg, on_step=after)
+    assert done == [0, 1]
+    assert not [m for m in teacher.modules() if m._forward_hooks]  # BN-statistics hooks removed
