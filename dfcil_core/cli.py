@@ -169,7 +169,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     from dfcil_core import stages
-    from dfcil_core.training import install_sigterm_handler
+    from dfcil_core.runtime import install_sigterm_handler
 
     if args.command == "presets":
         from dfcil_core.presets import PRESETS
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    from dfcil_core.training import StopRequested
+    from dfcil_core.runtime import StopRequested
 
     try:
         return dispatch(args)

@@ -20,14 +20,7 @@ from dfcil_core.config import Config
 from dfcil_core.data import DeviceAugment
 from dfcil_core.learners import Learner, StepBatch
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import (  # noqa: F401 (StopRequested, install_sigterm_handler: the CLI's entry points)
-    SigtermFlag,
-    StopRequested,
-    autocast,
-    fused_if_supported,
-    install_sigterm_handler,
-    step_begin,
-)
+from dfcil_core.runtime import SigtermFlag, StopRequested, autocast, fused_if_supported, step_begin
 from dfcil_core.synthesis import sample_replay
 
 log = logging.getLogger("dfcil")
