@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfcil_core import artifacts, io, plots
 from dfcil_core import config as config_mod
-from dfcil_core import io, plots
 from dfcil_core.errors import DfcilError
 from dfcil_core.runtime import FINGERPRINT_COLUMNS
 
 KEYS = ["dataset", "n_tasks", "method"]
-TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "dataset", "n_tasks", "method", "seed",
+TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "profile", "dataset", "n_tasks", "method", "seed",
                  "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
 MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
 ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
@@ -64,11 +64,12 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
         wall = time.perf_counter() - t0
         runs = pd.read_csv(out / "results" / "runs.csv")
         for _, r in runs.iterrows():
-            hist = io.load_torch(stages.Layout(out).model(r["method"], cfg.data.n_tasks))["history"]
+            hist = io.load_torch(artifacts.Layout(out).model(r["method"], cfg.data.n_tasks))["history"]
             rows.append({
                 "run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                 "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
-                "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"], "seed": cfg.seed,
+                "profile": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"],
+                "seed": cfg.seed,
                 "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"], "wall_seconds": wall,
                 "images_per_s": float(np.mean(hist["images_per_s"])) if hist["images_per_s"] else np.nan,
                 **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS},
@@ -93,7 +94,8 @@ def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
         for _, r in pd.read_csv(runs_csv).iterrows():
             rows.append({"run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                          "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
-                         "dataset": r["dataset"], "n_tasks": r["n_tasks"], "method": r["method"], "seed": r["seed"],
+                         "profile": r.get("name", "unknown"), "dataset": r["dataset"], "n_tasks": r["n_tasks"],
+                         "method": r["method"], "seed": r["seed"],
                          "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"],
                          "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan,
                          **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS}})
@@ -118,8 +120,8 @@ def read_table(path: Path) -> pd.DataFrame:
     return df
 
 
-def summarize(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    agg = df.groupby(KEYS)[metrics].agg(["mean", "std", "count"])
+def summarize(df: pd.DataFrame, metrics: list[str], keys: list[str] = KEYS) -> pd.DataFrame:
+    agg = df.groupby(keys)[metrics].agg(["mean", "std", "count"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     return agg.reset_index()
 
@@ -175,8 +177,10 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str,
                       for m, t in tolerances.items()}
         same = baseline
     metrics = [m for m in tolerances if m in current.columns and m in same.columns]
-    cur, base = summarize(current, metrics), summarize(same, metrics)
-    joined = cur.merge(base, on=KEYS, suffixes=("", "_base"), how="left")
+    # Tables written before the profile column existed gate on (dataset, n_tasks, method) alone.
+    keys = ["profile", *KEYS] if "profile" in current.columns and "profile" in same.columns else KEYS
+    cur, base = summarize(current, metrics, keys), summarize(same, metrics, keys)
+    joined = cur.merge(base, on=keys, suffixes=("", "_base"), how="left")
     rows = []
     for _, r in joined.iterrows():
         for m in metrics:
@@ -195,7 +199,7 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str,
                         "gating on the absolute floor only")
                 if note not in notes:
                     notes.append(note)
-            rows.append({**{k: r[k] for k in KEYS}, "metric": m, "current": r[f"{m}_mean"],
+            rows.append({**{k: r[k] for k in keys}, "metric": m, "current": r[f"{m}_mean"],
                          "baseline": b_mean, "baseline_std": b_std, "baseline_seeds": seeds, "delta": delta,
                          "allowed_drop": allowed, "status": status})
     table = pd.DataFrame(rows)
@@ -241,3 +245,74 @@ def write_reports(comp: Comparison, current: pd.DataFrame, baseline: pd.DataFram
     html_path = out_dir / "report.html"
     io.write_bytes(html_path, page.encode())
     return {"markdown": md_path, "html": html_path}
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerics snapshot: the `tiny` profile is bit-reproducible on one device class, so CI compares a
+# fresh tiny run with a checked-in snapshot for this class; any change to the numbers (accuracies
+# or the last training loss, which moves with any change of kernel or RNG use) shows up.
+
+SNAPSHOT_COLUMNS = ["device_class", "profile", "method", "a_n", "omega", "old_acc", "new_acc", "final_loss"]
+
+
+def snapshot_rows(out: Path) -> pd.DataFrame:
+    """One row per method of an evaluated output directory: its accuracies and last epoch's loss."""
+    runs_csv = Path(out) / "results" / "runs.csv"
+    if not runs_csv.is_file():
+        raise DfcilError(f"{runs_csv} not found (evaluate {out} first)")
+    rows = []
+    for _, r in pd.read_csv(runs_csv).iterrows():
+        hist = io.load_torch(artifacts.Layout(Path(out)).model(r["method"], int(r["n_tasks"])))["history"]
+        rows.append({"device_class": r.get("device_class", "unknown"), "profile": r["name"], "method": r["method"],
+                     "a_n": r["a_n"], "omega": r["omega"], "old_acc": r["old_acc"], "new_acc": r["new_acc"],
+                     "final_loss": float(hist["loss"][-1]) if hist["loss"] else np.nan})
+    return pd.DataFrame(rows, columns=SNAPSHOT_COLUMNS)
+
+
+def check_snapshot(current: pd.DataFrame, snapshot: pd.DataFrame) -> tuple[str, list[str]]:
+    """('match' | 'differs' | 'no snapshot', lines): `current` against the snapshot rows of its device class.
+
+    Accuracies must be equal to the stored 4 decimals, the final loss to 1e-5 relative (what a CSV
+    round trip keeps); anything else is a numerics change."""
+    classes = sorted(set(current["device_class"].astype(str)))
+    if len(classes) != 1:
+        raise DfcilError(f"snapshot rows from several device classes: {classes}")
+    device = classes[0]
+    profile = str(current["profile"].iloc[0])
+    mine = snapshot[(snapshot["device_class"].astype(str) == device) & (snapshot["profile"].astype(str) == profile)]
+    if mine.empty:
+        return "no snapshot", [f"no {profile} snapshot for device class [{device}]; nothing to compare "
+                               "(record one with `dfcil benchmark snapshot --update`)"]
+    lines = []
+    joined = current.merge(mine, on="method", how="outer", suffixes=("", "_snap"), indicator=True)
+    for _, r in joined.iterrows():
+        if r["_merge"] != "both":
+            lines.append(f"{r['method']}: only in the {'current run' if r['_merge'] == 'left_only' else 'snapshot'}")
+            continue
+        for m in SNAPSHOT_COLUMNS[3:]:
+            a, b = float(r[m]), float(r[f"{m}_snap"])
+            same = (np.isclose(a, b, rtol=1e-5, atol=0.0) if m == "final_loss" else round(a, 4) == round(b, 4))
+            if not same and not (np.isnan(a) and np.isnan(b)):
+                lines.append(f"{r['method']} {m}: {a:.6g} (snapshot {b:.6g})")
+    return ("differs" if lines else "match"), lines
+
+
+def read_snapshot(path: Path) -> pd.DataFrame:
+    """The snapshot table (empty when the file does not exist yet)."""
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=SNAPSHOT_COLUMNS)
+    df = pd.read_csv(path)
+    missing = [c for c in SNAPSHOT_COLUMNS if c not in df.columns]
+    if missing:
+        raise DfcilError(f"snapshot {path}: missing columns {missing}")
+    return df
+
+
+def update_snapshot(path: Path, current: pd.DataFrame) -> None:
+    """Replace this device class's rows for this profile; other classes' rows are kept."""
+    old = read_snapshot(path)
+    device, profile = str(current["device_class"].iloc[0]), str(current["profile"].iloc[0])
+    keep = old[~((old["device_class"].astype(str) == device) & (old["profile"].astype(str) == profile))]
+    merged = pd.concat([keep, current], ignore_index=True) if len(keep) else current
+    with io.atomic_path(path) as tmp:
+        merged.to_csv(tmp, index=False, float_format="%.8g")

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-std", type=float, default=None, help="override the tolerance in baseline std")
     p.add_argument("--across-devices", action="store_true",
                    help="compare with a baseline from another device class, with a wider band")
+    p = bsub.add_parser("snapshot", help="run a small profile afresh and compare its numbers with the checked-in "
+                        "snapshot of this device class (exit 1 when they differ)")
+    p.add_argument("--snapshot", default="benchmarks/snapshots/tiny.csv")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--update", action="store_true", help="record this run as the snapshot of this device class")
     p = bsub.add_parser("promote", help="make runs of the current table the new baseline")
     p.add_argument("--current", default="benchmarks/results.csv")
     p.add_argument("--run-id", action="append", required=True)
@@ -114,6 +119,34 @@ def _report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from dfcil_core import benchmarking as bm
+    from dfcil_core import stages
+
+    cfg = config_mod.load(None, args.preset, [])
+    with tempfile.TemporaryDirectory(prefix="dfcil-snapshot-") as tmp:  # always afresh: never reuse outputs
+        stages.run(cfg, Path(tmp))
+        current = bm.snapshot_rows(Path(tmp))
+    print(current.to_string(index=False))
+    path = Path(args.snapshot)
+    if args.update:
+        bm.update_snapshot(path, current)
+        print(f"snapshot {path}: recorded {args.preset} for [{current['device_class'].iloc[0]}]")
+        return 0
+    snapshot = bm.read_snapshot(path)
+    verdict, lines = bm.check_snapshot(current, snapshot)
+    for line in lines:
+        print(f"  {line}")
+    if verdict == "differs":
+        print(f"NUMERICS CHANGED against {path}: if intended, record it in the same commit with "
+              f"`dfcil benchmark snapshot --update --snapshot {path}` (and re-promote the gate baseline)")
+        return 1
+    print(f"snapshot: {verdict} ({path})")
+    return 0
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from dfcil_core import benchmarking as bm
 
@@ -137,6 +170,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         bm.append_rows(Path(args.table), df)
         print(f"appended {len(df)} rows to {args.table}")
         return 0
+    if args.bench_command == "snapshot":
+        return _snapshot(args)
     current = bm.read_table(Path(args.current))
     if args.run_id:
         current = current[current["run_id"].isin(args.run_id)]

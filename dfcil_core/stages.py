@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ import pandas as pd
 import torch
 
 from dfcil_core import io, metrics, plots, report
-from dfcil_core.config import Config, lineage_hash, split_hash, stable_hash
+from dfcil_core.artifacts import Layout, check_existing, generator_hash, load_checked, model_hash
+from dfcil_core.config import Config, lineage_hash, split_hash
 from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_task, task_class_blocks
 from dfcil_core.errors import DfcilError
 from dfcil_core.learners import LEARNERS, lineage, make_learner
@@ -41,102 +41,6 @@ log = logging.getLogger("dfcil")
 
 
 # ---------------------------------------------------------------------------------------------
-# Output layout
-
-
-@dataclass(frozen=True)
-class Layout:
-    root: Path
-
-    @property
-    def split_dir(self) -> Path:
-        return self.root / "split"
-
-    def split_meta(self) -> Path:
-        return self.split_dir / "meta.json"
-
-    def task_file(self, task: int) -> Path:
-        return self.split_dir / f"task_{task}.npz"
-
-    def model(self, method: str, task: int) -> Path:
-        return self.root / "models" / lineage(method, task) / f"task_{task}.pt"
-
-    def generator(self, method: str, task: int) -> Path:
-        """The generator replayed while training task `task` (inverted from θ(task-1))."""
-        return self.root / "generators" / lineage(method, task - 1) / f"task_{task}.pt"
-
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
-
-    def metrics_file(self) -> Path:
-        return self.root / "metrics.json"
-
-    def method_metrics_file(self, method: str) -> Path:
-        return self.root / "metrics" / f"{method}.json"
-
-
-# ---------------------------------------------------------------------------------------------
-# Dependency hashes (what each output was made from)
-
-
-def _train_common(cfg: Config) -> dict[str, Any]:
-    t = cfg.train
-    return {"lr": t.lr, "momentum": t.momentum, "wd": t.weight_decay, "bs": t.batch_size,
-            "milestones": t.milestones, "gamma": t.gamma, "train_seed": cfg.training_seed,
-            "color_jitter": cfg.data.color_jitter, "shortcut": cfg.model.shortcut}
-
-
-def generator_hash(cfg: Config, method: str, task: int) -> str:
-    prev = generator_hash(cfg, method, task - 1) if task >= 3 else None
-    return stable_hash({"model": model_hash(cfg, method, task - 1), "prev_gen": prev, "seed": cfg.training_seed,
-                        "synthesis": cfg.synthesis.model_dump(exclude={"replay_batch_size"})})
-
-
-def model_hash(cfg: Config, method: str, task: int) -> str:
-    learner = LEARNERS[method]
-    family = lineage(method, task)
-    parts: dict[str, Any] = {"lineage": lineage_hash(cfg), "train": _train_common(cfg),
-                             "epochs": cfg.train.epochs_for(task), "family": family, "task": task}
-    if family != "ce":
-        if not learner.fresh_model_each_task and task > 1:
-            parts["prev"] = model_hash(cfg, method, task - 1)
-        if method in ("lwf", "lwf_syn", "deepinversion"):
-            parts["kd_temperature"] = cfg.train.kd_temperature
-            parts["mu"] = getattr(cfg.train, f"{method}_mu")
-        if method == "abd" and task > 1:  # ABD's task 1 is plain CE over every head row
-            parts["abd"] = cfg.abd.model_dump()
-        if method == "rdfcil" and task > 1:
-            parts["rdfcil"] = cfg.rdfcil.model_dump()
-        if learner.uses_replay and task > 1:
-            parts["generator"] = generator_hash(cfg, method, task)
-            parts["replay_bs"] = cfg.synthesis.replay_batch_size
-    return stable_hash(parts)
-
-
-def _check_existing(path: Path, expected: str) -> bool:
-    """True if `path` exists and was made from the same inputs; refuse if it was not."""
-    if not path.exists():
-        return False
-    meta = io.load_torch(path)["meta"] if path.suffix == ".pt" else io.read_json(path)
-    if meta.get("config_hash") != expected:
-        raise DfcilError(
-            f"{path} was made under another config (hash {meta.get('config_hash')}, expected {expected}); "
-            "use another output directory or remove it"
-        )
-    return True
-
-
-def _load_checked(path: Path, expected: str, what: str) -> dict[str, Any]:
-    if not path.exists():
-        raise DfcilError(f"missing input: {path} ({what}; run its stage first)")
-    ckpt = io.load_torch(path)
-    got = ckpt.get("meta", {}).get("config_hash")
-    if got != expected:
-        raise DfcilError(f"{path} ({what}) comes from another config (hash {got}, expected {expected})")
-    return ckpt
-
-
-# ---------------------------------------------------------------------------------------------
 # 1. split
 
 
@@ -145,7 +49,7 @@ def split(cfg: Config, out: Path) -> Path:
     lay = Layout(out)
     h = split_hash(cfg)
     sizes = cfg.task_sizes()
-    if _check_existing(lay.split_meta(), h) and all(lay.task_file(t).exists() for t in range(1, len(sizes) + 1)):
+    if check_existing(lay.split_meta(), h) and all(lay.task_file(t).exists() for t in range(1, len(sizes) + 1)):
         log.info("split: up to date (%s)", lay.split_dir)
         return lay.split_dir
     d = cfg.data
@@ -193,7 +97,7 @@ def _check_task(cfg: Config, task: int) -> None:
 
 def _load_model(path: Path, cfg: Config, expected: str, what: str, device: torch.device,
                 seen: int | None = None) -> IncrementalClassifier:
-    return _model_from_checkpoint(_load_checked(path, expected, what), path, cfg, what, device, seen)
+    return _model_from_checkpoint(load_checked(path, expected, what), path, cfg, what, device, seen)
 
 
 def _model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: str, device: torch.device,
@@ -225,7 +129,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     lay = Layout(out)
     path = lay.generator(method, task)
     h = generator_hash(cfg, method, task)
-    if _check_existing(path, h):
+    if check_existing(path, h):
         log.info("synthesize task %d (%s): up to date", task, method)
         return path
     meta = _read_split(cfg, lay)
@@ -238,7 +142,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     inputs = {str(teacher_path.relative_to(out)): io.file_sha256(teacher_path)}
     if task >= 3:
         prev_path = lay.generator(method, task - 1)
-        prev = _load_checked(prev_path, generator_hash(cfg, method, task - 1), f"generator of task {task - 1}")
+        prev = load_checked(prev_path, generator_hash(cfg, method, task - 1), f"generator of task {task - 1}")
         generator.load_state_dict(prev["state_dict"])
         opt.load_state_dict(prev["optimizer"])
         inputs[str(prev_path.relative_to(out))] = io.file_sha256(prev_path)
@@ -282,7 +186,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
     lay = Layout(out)
     path = lay.model(method, task)
     h = model_hash(cfg, method, task)
-    if _check_existing(path, h):
+    if check_existing(path, h):
         log.info("train task %d (%s): up to date", task, lineage(method, task))
         return path
     meta = _read_split(cfg, lay)
@@ -309,7 +213,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
         past_for_loss = past
         if learner.uses_replay:
             gpath = lay.generator(method, task)
-            gckpt = _load_checked(gpath, generator_hash(cfg, method, task), f"generator of task {task}")
+            gckpt = load_checked(gpath, generator_hash(cfg, method, task), f"generator of task {task}")
             generator, _ = new_generator(cfg, device)
             generator.load_state_dict(gckpt["state_dict"])
             inputs[str(gpath.relative_to(out))] = io.file_sha256(gpath)
@@ -345,7 +249,7 @@ def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, t
     rows, seconds = [], 0.0
     for i in range(1, cfg.data.n_tasks + 1):
         seen, path, what = _seen(meta, i)[1], lay.model(method, i), f"θ({i}) of {method}"
-        ckpt = _load_checked(path, model_hash(cfg, method, i), what)
+        ckpt = load_checked(path, model_hash(cfg, method, i), what)
         seconds += ckpt.get("seconds", 0.0)
         model = _model_from_checkpoint(ckpt, path, cfg, what, device, seen)
         rows.append(accuracy_row(model, tests[:i], seen, cfg, device))
@@ -359,7 +263,7 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
     lay = Layout(out)
     model = _load_model(lay.model(method, 2), cfg, model_hash(cfg, method, 2), f"θ(2) of {method}", device)
     teacher = _load_model(lay.model(method, 1), cfg, model_hash(cfg, method, 1), f"θ(1) of {method}", device)
-    gck = _load_checked(lay.generator(method, 2), generator_hash(cfg, method, 2), "generator of task 2")
+    gck = load_checked(lay.generator(method, 2), generator_hash(cfg, method, 2), "generator of task 2")
     generator, _ = new_generator(cfg, device)
     generator.load_state_dict(gck["state_dict"])
     from dfcil_core.data import DeviceAugment

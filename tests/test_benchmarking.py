@@ -191,3 +191,47 @@ def test_one_seed_baseline_gates_on_the_floor_only_and_says_so():
     assert comp.regressions.iloc[0].status == "REGRESSION (floor only: 1 baseline seed)"
     assert any("1 seed(s) < 3" in n for n in comp.notes)
     assert not bm.compare(_table({"abd": [32.5]}), one).failed
+
+
+def _snap(device: str = "cpu AVX2 | 2 threads | torch X", loss: float = 0.8123456, a_n: float = 37.5) -> pd.DataFrame:
+    return pd.DataFrame([{"device_class": device, "profile": "tiny", "method": "abd", "a_n": a_n, "omega": 90.0,
+                          "old_acc": 12.5, "new_acc": 62.5, "final_loss": loss},
+                         {"device_class": device, "profile": "tiny", "method": "base", "a_n": 30.0, "omega": 80.0,
+                          "old_acc": 0.0, "new_acc": 60.0, "final_loss": 0.5}])
+
+
+def test_snapshot_round_trip_matches_and_keeps_other_device_classes(tmp_path):
+    path = tmp_path / "snap.csv"
+    bm.update_snapshot(path, _snap("cpu AVX512 | 2 threads | torch X", loss=0.7))
+    bm.update_snapshot(path, _snap())
+    bm.update_snapshot(path, _snap())  # re-recording replaces this class's rows, never duplicates them
+    stored = bm.read_snapshot(path)
+    assert len(stored) == 4 and sorted(set(stored["device_class"])) == ["cpu AVX2 | 2 threads | torch X",
+                                                                        "cpu AVX512 | 2 threads | torch X"]
+    assert bm.check_snapshot(_snap(), stored) == ("match", [])
+
+
+def test_snapshot_flags_a_changed_loss_or_accuracy_in_either_direction(tmp_path):
+    stored = _snap()
+    verdict, lines = bm.check_snapshot(_snap(loss=0.8123556), stored)  # 1.2e-5 relative: a kernel change
+    assert verdict == "differs" and lines == ["abd final_loss: 0.812356 (snapshot 0.812346)"]
+    verdict, lines = bm.check_snapshot(_snap(a_n=38.75), stored)  # better is a change too
+    assert verdict == "differs" and lines == ["abd a_n: 38.75 (snapshot 37.5)"]
+    assert bm.check_snapshot(_snap(loss=0.81234561), stored)[0] == "match"  # what a CSV round trip keeps
+
+
+def test_snapshot_of_another_device_class_is_not_compared():
+    verdict, lines = bm.check_snapshot(_snap("cpu AVX512 | 2 threads | torch X"), _snap())
+    assert verdict == "no snapshot" and "cpu AVX512" in lines[0] and "--update" in lines[0]
+
+
+def test_snapshot_with_a_method_missing_differs():
+    verdict, lines = bm.check_snapshot(_snap().iloc[:1], _snap())
+    assert verdict == "differs" and lines == ["base: only in the snapshot"]
+
+
+def test_profiles_are_gated_separately():
+    base = pd.concat([BASE.assign(profile="gate"), _table({"abd": [10.0, 10.0, 10.0]}).assign(profile="tiny")])
+    comp = bm.compare(_table({"abd": [31.0]}).assign(profile="gate"), base)  # 3 below gate's 34: not tiny's 10
+    assert comp.failed and list(comp.table[comp.table.metric == "a_n"]["baseline"]) == [34.0]
+    assert list(comp.table["profile"].unique()) == ["gate"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfcil_core import cli, config, io, stages
+from dfcil_core import artifacts, cli, config, io, stages
 from dfcil_core.errors import DfcilError
 from dfcil_core.metrics import AccuracyMatrix
 
@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory, data_root):
 def test_run_writes_every_contracted_output(tiny_run):
     out, doc = tiny_run
     cfg = tiny_cfg()
-    lay = stages.Layout(out)
+    lay = artifacts.Layout(out)
     assert json.loads(lay.split_meta().read_text())["class_order"] == [23, 8, 11, 7]
     for t in (1, 2):
         z = np.load(lay.task_file(t))
@@ -60,7 +60,7 @@ def test_run_writes_every_contracted_output(tiny_run):
     # ABD has its own θ(1) and generator (the authors' task 1: CE over every head row)
     assert (out / "models" / "abd" / "task_1.pt").is_file() and (out / "generators" / "abd" / "task_2.pt").is_file()
     meta = io.load_torch(lay.model("abd", 2))["meta"]
-    assert meta["config_hash"] == stages.model_hash(cfg, "abd", 2) and meta["seed"] == 0
+    assert meta["config_hash"] == artifacts.model_hash(cfg, "abd", 2) and meta["seed"] == 0
     assert "models/abd/task_1.pt" in meta["inputs"] and "generators/abd/task_2.pt" in meta["inputs"]
     # one flat metrics file per method (DVC rows), and the HTML page
     assert set(json.loads((out / "metrics" / "abd.json").read_text())) >= {"a_n", "old_acc", "new_acc"}
