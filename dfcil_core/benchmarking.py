@@ -26,6 +26,8 @@ from dfcil_core.runtime import FINGERPRINT_COLUMNS
 KEYS = ["dataset", "n_tasks", "method"]
 TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "profile", "dataset", "n_tasks", "method", "seed",
                  "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
+GATE_PROFILE = "default"  # the nightly gate's profile (README "Regression benchmarking": its seed spread)
+GATE_SEEDS = (0, 1, 2)
 MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
 ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
 
@@ -124,6 +126,21 @@ def summarize(df: pd.DataFrame, metrics: list[str], keys: list[str] = KEYS) -> p
     agg = df.groupby(keys)[metrics].agg(["mean", "std", "count"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     return agg.reset_index()
+
+
+def seed_spread(df: pd.DataFrame, metrics: tuple[str, ...] = ("a_n", "omega")) -> pd.DataFrame:
+    """Per (profile, device class, method): mean, std (over seeds, ddof 1), min, max and number of seeds."""
+    keys = [k for k in ("profile", "device_class") if k in df.columns] + ["method"]
+    rows = []
+    for key, part in df.groupby(keys):
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row["seeds"] = int(part["seed"].nunique())
+        for m in metrics:
+            v = part[m].astype(float)
+            row.update({f"{m}_mean": v.mean(), f"{m}_std": v.std(ddof=1) if len(v) > 1 else np.nan,
+                        f"{m}_min": v.min(), f"{m}_max": v.max()})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @dataclass

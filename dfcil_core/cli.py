@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-std", type=float, default=None, help="override the tolerance in baseline std")
     p.add_argument("--across-devices", action="store_true",
                    help="compare with a baseline from another device class, with a wider band")
+    p = bsub.add_parser("spread", help="seed spread per method of a results table (mean, std, min, max, seeds)")
+    p.add_argument("--table", default="benchmarks/results.csv")
+    p.add_argument("--run-id", action="append", default=[], help="only these runs")
     p = bsub.add_parser("snapshot", help="run a small profile afresh and compare its numbers with the checked-in "
                         "snapshot of this device class (exit 1 when they differ)")
     p.add_argument("--snapshot", default="benchmarks/snapshots/tiny.csv")
@@ -177,6 +180,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         current = current[current["run_id"].isin(args.run_id)]
         if current.empty:
             raise DfcilError(f"no rows for run ids {args.run_id} in {args.current}")
+    if args.bench_command == "spread":
+        print(bm.seed_spread(current).to_markdown(index=False, floatfmt=".2f"))
+        return 0
     if args.bench_command == "promote":
         from dfcil_core import io
 

@@ -12,18 +12,24 @@ import pandas as pd
 from kfp import compiler, dsl
 
 from components.benchmark import DEFAULT_IMAGE, make_components
+from dfcil_core.benchmarking import GATE_PROFILE, GATE_SEEDS
 
 
 def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str = DEFAULT_IMAGE,
-                             overrides: list[str] | None = None, gpu: bool = True):
+                             overrides: list[str] | None = None, gpu: bool = True, seeds: list[int] | None = None):
+    """Each profile once per seed (None: the profile's own seed), one after another into one table; the
+    gate then compares the mean over seeds with the baseline's seed band."""
     comps = make_components(image)
 
     @dsl.pipeline(name="dfcil-benchmark", description="Run benchmark profiles and gate on the baseline")
     def benchmark_pipeline(baseline_json: str = baseline_json):
         table = comps.empty_table().set_caching_options(False).outputs["table"]
-        for profile in profiles:
-            run = comps.run_profile(profile=profile, overrides=list(overrides or []), table_in=table)
-            run.set_display_name(f"run {profile}").set_caching_options(False)
+        runs = [(profile, seed) for profile in profiles for seed in (seeds if seeds is not None else [None])]
+        for profile, seed in runs:
+            extra = [] if seed is None else [f"seed={seed}"]
+            run = comps.run_profile(profile=profile, overrides=[*(overrides or []), *extra], table_in=table)
+            run.set_display_name(f"run {profile}" + ("" if seed is None else f" seed {seed}"))
+            run.set_caching_options(False)
             run.set_cpu_limit("8").set_memory_limit("32G").set_retry(num_retries=2, backoff_duration="120s",
                                                                       backoff_factor=2.0)
             if gpu:
@@ -40,16 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Compile the benchmark pipeline")
     p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(GATE_SEEDS),
+                   help="class-order seeds per profile (the gate compares their mean with the baseline band)")
     p.add_argument("--baseline", default="benchmarks/baseline-default.csv")
     p.add_argument("--image", default=DEFAULT_IMAGE)
     p.add_argument("--no-gpu", action="store_true")
     p.add_argument("--out", default="pipelines/compiled/benchmark.yaml")
     a = p.parse_args(argv)
-    profiles = a.profile or ["default"]
+    profiles = a.profile or [GATE_PROFILE]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     baseline = pd.read_csv(a.baseline).to_json(orient="records")  # one line: see dfcil_pipeline.py
-    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu)
+    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu, a.seeds)
     compiler.Compiler().compile(pipeline, str(out))
     print(f"compiled: {out}")
     return 0

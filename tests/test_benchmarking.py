@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -235,3 +236,11 @@ def test_profiles_are_gated_separately():
     comp = bm.compare(_table({"abd": [31.0]}).assign(profile="gate"), base)  # 3 below gate's 34: not tiny's 10
     assert comp.failed and list(comp.table[comp.table.metric == "a_n"]["baseline"]) == [34.0]
     assert list(comp.table["profile"].unique()) == ["gate"]
+
+
+def test_seed_spread_hand_values():
+    df = _table({"abd": [30.0, 34.0, 38.0], "lwf": [9.0]}).assign(profile="gate")
+    spread = bm.seed_spread(df).set_index("method")
+    assert spread.loc["abd", "seeds"] == 3 and spread.loc["abd", "a_n_mean"] == pytest.approx(34.0)
+    assert spread.loc["abd", "a_n_std"] == pytest.approx(4.0) and spread.loc["abd", "a_n_min"] == 30.0
+    assert np.isnan(spread.loc["lwf", "a_n_std"]) and spread.loc["lwf", "seeds"] == 1

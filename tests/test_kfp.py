@@ -110,6 +110,23 @@ def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
     assert "comp-compare" in spec["components"] and "report" in str(spec["components"]["comp-compare"])
 
 
+def test_benchmark_pipeline_runs_each_gate_seed_in_turn(tmp_path):
+    from kfp import compiler
+
+    from pipelines.benchmark_pipeline import build_benchmark_pipeline
+
+    pipe = build_benchmark_pipeline(["default"], '[{"run_id": "r", "method": "abd", "a_n": 1.0}]', seeds=[0, 1, 2])
+    compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
+    spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    by_name = {t["taskInfo"]["name"]: (k, t) for k, t in spec["root"]["dag"]["tasks"].items()}
+    order = [f"run default seed {s}" for s in (0, 1, 2)]
+    for prev, nxt in zip(order, order[1:]):
+        assert by_name[prev][0] in by_name[nxt][1]["dependentTasks"]
+    overrides = [by_name[n][1]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] for n in order]
+    assert overrides == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert by_name[order[-1]][0] in by_name["compare"][1]["dependentTasks"]
+
+
 def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     import io
 
@@ -119,10 +136,12 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     from pipelines import benchmark_pipeline
 
     base = bm.read_table(Path(__file__).resolve().parents[1] / "benchmarks" / "baseline-default.csv")
-    assert set(base["method"]) == set(config.load(preset="default").methods)
-    # Columns of the table format (a baseline from before the device fingerprint lacks those columns;
-    # `compare` then refuses to gate against it, see test_benchmarking).
-    assert set(base.columns) <= set(bm.TABLE_COLUMNS) and list(base.columns) == bm.TABLE_COLUMNS[:len(base.columns)]
+    # The gate's baseline: the gate profile's methods, every column (device fingerprint included), one
+    # device class, and at least MIN_BAND_SEEDS seeds per method so that the gate has a seed band.
+    assert set(base["method"]) == set(config.load(preset=bm.GATE_PROFILE).methods)
+    assert list(base.columns) == bm.TABLE_COLUMNS and set(base["profile"]) == {bm.GATE_PROFILE}
+    assert base["device_class"].nunique() == 1
+    assert base.groupby("method")["seed"].nunique().min() >= bm.MIN_BAND_SEEDS
     assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
