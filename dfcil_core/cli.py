@@ -119,6 +119,12 @@ def _report(out: Path) -> str:
         note = f" ({left_out} of {d['feature_dims']} near-constant feature dims left out)" if left_out else ""
         lines.append(f"{m}: MID(real t1, syn t1) {d['mid_real1_syn1']:.2f}, MID(real t1, real t2) "
                      f"{d['mid_real1_real2']:.2f}{note}")
+    from dfcil_core.report import story_checks
+
+    checks = story_checks(doc)
+    if checks:
+        lines.append("the paper's story in this run:")
+        lines += [f"  {'ok  ' if ok else 'NOT '} {text}" for text, ok in checks]
     return "\n".join(lines)
 
 

@@ -20,6 +20,38 @@ _SECTIONS = [  # (heading, glob patterns relative to the output directory)
 ]
 
 
+def story_checks(doc: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The paper's story as checks on one run (metrics.json): (statement with the numbers, holds?).
+
+    Only statements whose methods ran are made. Thresholds are the main job's promise (README):
+    Base forgets the old classes (old-class accuracy <= 5), ABD keeps >= 20 points of them and beats
+    DeepInversion, LwF and Base in A_N, the upper bound is highest, Omega <= 100 (above it is noise),
+    and DeepInversion's synthetic/real feature gap (MID) is above ABD's (Section 5)."""
+    m, diag = doc["methods"], doc.get("diagnosis") or {}
+    checks: list[tuple[str, bool]] = []
+    if "base" in m:
+        checks.append((f"Base forgets the old classes: old-class accuracy {m['base']['old_acc']:.1f} <= 5",
+                       m["base"]["old_acc"] <= 5.0))
+    if "abd" in m:
+        checks.append((f"ABD keeps the old classes: old-class accuracy {m['abd']['old_acc']:.1f} >= 20",
+                       m["abd"]["old_acc"] >= 20.0))
+        for other in ("deepinversion", "lwf", "base"):
+            if other in m:
+                checks.append((f"A_N: ABD {m['abd']['a_n']:.1f} > {other} {m[other]['a_n']:.1f}",
+                               m["abd"]["a_n"] > m[other]["a_n"]))
+    if "upper_bound" in m and len(m) > 1:
+        best = max((k for k in m if k != "upper_bound"), key=lambda k: m[k]["a_n"])
+        checks.append((f"A_N: upper bound {m['upper_bound']['a_n']:.1f} is highest (next: {best} {m[best]['a_n']:.1f})",
+                       m["upper_bound"]["a_n"] > m[best]["a_n"]))
+        worst = max(m, key=lambda k: m[k]["omega"])
+        checks.append((f"Ω <= 100 for every method (largest: {worst} {m[worst]['omega']:.1f})",
+                       m[worst]["omega"] <= 100.0 + 1e-9))
+    if "abd" in diag and "deepinversion" in diag:
+        di, abd = diag["deepinversion"]["mid_real1_syn1"], diag["abd"]["mid_real1_syn1"]
+        checks.append((f"MID(real t1, synthetic t1): DeepInversion {di:.2f} > ABD {abd:.2f}", di > abd))
+    return checks
+
+
 def _fmt(v: Any, digits: int = 1) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -48,6 +80,10 @@ def html_page(root: str | Path) -> str:
              "<p>Accuracies in %. A_N: accuracy over all classes after the last task; Ω: accuracy over time "
              "relative to the upper bound (Eq. 17); old/new: after the last task, on the earlier tasks' and "
              "the last task's test data.</p>", results]
+    checks = story_checks(doc)
+    if checks:
+        parts.append("<h2>The paper's story in this run</h2><ul>" + "".join(
+            f"<li>{'✓' if ok else '✗'} {html.escape(text)}</li>" for text, ok in checks) + "</ul>")
     if doc.get("diagnosis"):
         parts.append("<h2>Synthetic vs real features</h2>")
         parts.append(_table(

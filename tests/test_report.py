@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from dfcil_core import io, plots, report
+from dfcil_core.report import story_checks
 
 
 def test_task_axis_has_whole_numbers_only(tmp_path):
@@ -57,3 +58,33 @@ def test_html_page_embeds_every_plot_and_the_table(tmp_path):
     assert "<td>abd</td><td>41.2</td><td>80.0</td><td>22.0</td><td>60.5</td>" in page
     assert "<td>base</td><td>30.0</td><td>–</td>" in page  # no upper bound: no Ω
     assert "3 of 64" in page and "0.53" in page
+
+
+def _doc(**over):
+    methods = {"upper_bound": {"a_n": 60.0, "omega": 100.0, "old_acc": 55.0},
+               "base": {"a_n": 30.0, "omega": 70.0, "old_acc": 0.0},
+               "deepinversion": {"a_n": 33.0, "omega": 75.0, "old_acc": 8.0},
+               "abd": {"a_n": 40.0, "omega": 85.0, "old_acc": 25.0}}
+    for key, value in over.items():
+        method, metric = key.split("__")
+        methods[method][metric] = value
+    return {"methods": methods, "diagnosis": {"abd": {"mid_real1_syn1": 0.5}, "deepinversion": {"mid_real1_syn1": 3.9}}}
+
+
+def test_story_checks_hold_on_a_run_that_tells_the_story():
+    checks = story_checks(_doc())
+    assert all(ok for _, ok in checks) and len(checks) == 7
+    assert checks[0][0] == "Base forgets the old classes: old-class accuracy 0.0 <= 5"
+    assert "A_N: upper bound 60.0 is highest (next: abd 40.0)" in [t for t, _ in checks]
+
+
+def test_story_checks_name_what_fails():
+    failed = {t for t, ok in story_checks(_doc(abd__old_acc=19.9, base__omega=100.5, deepinversion__a_n=41.0)) if not ok}
+    assert failed == {"ABD keeps the old classes: old-class accuracy 19.9 >= 20",
+                      "A_N: ABD 40.0 > deepinversion 41.0",
+                      "Ω <= 100 for every method (largest: base 100.5)"}
+    doc = _doc()
+    doc["diagnosis"]["abd"]["mid_real1_syn1"] = 4.0
+    assert [t for t, ok in story_checks(doc) if not ok] == ["MID(real t1, synthetic t1): DeepInversion 3.90 > ABD 4.00"]
+    del doc["methods"]["abd"], doc["diagnosis"]  # only statements about methods that ran
+    assert [t for t, _ in story_checks(doc)][0].startswith("Base forgets") and len(story_checks(doc)) == 3
