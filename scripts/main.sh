@@ -23,14 +23,6 @@ metrics: outputs/metrics.json, outputs/metrics/<method>.json   (dvc metrics show
 tables:  outputs/results/runs.csv, outputs/results/tasks.csv
 plots:   outputs/eval/*.png, outputs/generators/*/samples_task_*.png   (dvc plots show)
 MSG
-tree_after=$(git status --porcelain 2>/dev/null || true)
-if [ "$tree_after" != "$tree_before" ]; then
-  echo
-  echo "git tree: this run changed what git tracks:"
-  diff <(echo "$tree_before") <(echo "$tree_after") | sed -n 's/^> /  /p'
-  echo "  (dvc.lock records the hashes of this run's outputs; checkpoints carry wall-clock times and"
-  echo "   floating-point kernels differ between CPUs, so they differ from the committed ones."
-  echo "   Commit it to pin these outputs, or 'git checkout dvc.lock' to restore the tree.)"
-fi
+bash scripts/tree_changes.sh "$tree_before"
 echo
 echo "report:  $PWD/outputs/report.html"

@@ -170,3 +170,19 @@ def test_dvc_fan_out_matrix_runs_and_tables(tmp_path, data_root):
     ran = long[long.runs > 0]
     assert set(ran.method) == {"upper_bound", "base"} and set(ran.runs) == {2} and set(ran.n_tasks) == {2}
     assert "Running stage" not in sh(["dvc", "repro", "paper/dvc.yaml"], repo).stdout
+
+
+def test_main_job_reports_a_changed_tree_and_still_succeeds(tmp_path):
+    """scripts/tree_changes.sh: the main job's last words when it changed tracked files (exit 0)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tree_changes.sh"
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "dvc.lock").write_text("a\n")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "dvc.lock"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
+    same = subprocess.run(["bash", str(script), ""], cwd=tmp_path, capture_output=True, text=True)
+    assert same.returncode == 0 and same.stdout == ""
+    (tmp_path / "dvc.lock").write_text("b\n")
+    changed = subprocess.run(["bash", str(script), ""], cwd=tmp_path, capture_output=True, text=True)
+    assert changed.returncode == 0, changed.stderr
+    assert "this run changed what git tracks:\n   M dvc.lock\n" in changed.stdout
