@@ -169,7 +169,7 @@ class AlwaysBeDreaming(Learner):
     def prepare(self, model: IncrementalClassifier, replay: bool) -> None:
         if replay and self.abd.double_bn_update:
             for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+                if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) and m.momentum is not None:
                     m.momentum = 1.0 - (1.0 - BN_MOMENTUM) ** 2
 
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
