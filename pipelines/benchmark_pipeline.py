@@ -1,6 +1,6 @@
 """The recurring benchmark pipeline: profiles (one after another) -> compare -> gate.
 
-    python -m pipelines.benchmark_pipeline --profile default --baseline benchmarks/baseline-default.csv
+    python -m pipelines.benchmark_pipeline --profile default --seeds 0 1 2 --baseline benchmarks/baseline-default.csv
     python -m pipelines.submit recurring --package pipelines/compiled/benchmark.yaml --cron "0 0 3 * * *"
 """
 
