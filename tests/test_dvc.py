@@ -42,8 +42,12 @@ def test_checked_in_dvc_yaml_and_params_are_in_sync():
 def dvc_repo(tmp_path_factory, data_root):
     repo = tmp_path_factory.mktemp("dvcrepo")
     shutil.copytree(REPO / "dfcil_core", repo / "dfcil_core", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(REPO / name, repo / name)
+    # The default profile's stage graph (its methods), at the tiny profile's sizes: the checked-in
+    # params.yaml runs for minutes (test_checked_in_dvc_yaml_and_params_are_in_sync covers those files).
+    cfg = config.load(preset="tiny", overrides=[f"methods=[{','.join(config.load(REPO / 'params.yaml').methods)}]",
+                                                "data.train_per_class=24", "data.test_per_class=10", "synthesis.steps=3"])
+    (repo / "params.yaml").write_text(yaml.safe_dump(explicit_params(cfg), sort_keys=False))
+    (repo / "dvc.yaml").write_text(render(cfg))
     sh(["git", "init", "-q"], repo)
     sh(["git", "config", "user.email", "ci@dfcil"], repo)
     sh(["git", "config", "user.name", "ci"], repo)
@@ -54,7 +58,7 @@ def dvc_repo(tmp_path_factory, data_root):
     return repo, r
 
 
-def test_dvc_repro_default_profile(dvc_repo):
+def test_dvc_repro_of_the_default_stage_graph(dvc_repo):
     repo, first = dvc_repo
     assert "Running stage 'evaluate'" in first.stdout
     assert (repo / "dvc.lock").is_file()
