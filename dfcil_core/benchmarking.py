@@ -83,17 +83,23 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
     return df
 
 
+def _read_runs(out: Path) -> pd.DataFrame:
+    """`results/runs.csv` of an evaluated output directory."""
+    runs_csv = out / "results" / "runs.csv"
+    if not runs_csv.is_file():
+        raise DfcilError(f"{runs_csv} not found (evaluate {out} first)")
+    return pd.read_csv(runs_csv)
+
+
 def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
     """Benchmark rows from evaluated output directories (e.g. after `dvc exp run`), one run each."""
     from dfcil_core.results_sink import new_run_id
 
     rows = []
     for out in out_dirs:
-        runs_csv = Path(out) / "results" / "runs.csv"
-        if not runs_csv.is_file():
-            raise DfcilError(f"{runs_csv} not found (evaluate {out} first)")
+        runs = _read_runs(Path(out))
         run_id = new_run_id()
-        for _, r in pd.read_csv(runs_csv).iterrows():
+        for _, r in runs.iterrows():
             rows.append({"run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                          "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                          "profile": r.get("name", "unknown"), "dataset": r["dataset"], "n_tasks": r["n_tasks"],
@@ -274,16 +280,18 @@ SNAPSHOT_COLUMNS = ["device_class", "profile", "method", "a_n", "omega", "old_ac
 
 def snapshot_rows(out: Path) -> pd.DataFrame:
     """One row per method of an evaluated output directory: its accuracies and last epoch's loss."""
-    runs_csv = Path(out) / "results" / "runs.csv"
-    if not runs_csv.is_file():
-        raise DfcilError(f"{runs_csv} not found (evaluate {out} first)")
     rows = []
-    for _, r in pd.read_csv(runs_csv).iterrows():
+    for _, r in _read_runs(Path(out)).iterrows():
         hist = io.load_torch(artifacts.Layout(Path(out)).model(r["method"], int(r["n_tasks"])))["history"]
         rows.append({"device_class": r.get("device_class", "unknown"), "profile": r["name"], "method": r["method"],
                      "a_n": r["a_n"], "omega": r["omega"], "old_acc": r["old_acc"], "new_acc": r["new_acc"],
                      "final_loss": float(hist["loss"][-1]) if hist["loss"] else np.nan})
     return pd.DataFrame(rows, columns=SNAPSHOT_COLUMNS)
+
+
+def _of_class(df: pd.DataFrame, device: str, profile: str) -> pd.Series:
+    """Rows of one (device class, profile)."""
+    return (df["device_class"].astype(str) == device) & (df["profile"].astype(str) == profile)
 
 
 def check_snapshot(current: pd.DataFrame, snapshot: pd.DataFrame) -> tuple[str, list[str]]:
@@ -296,7 +304,7 @@ def check_snapshot(current: pd.DataFrame, snapshot: pd.DataFrame) -> tuple[str, 
         raise DfcilError(f"snapshot rows from several device classes: {classes}")
     device = classes[0]
     profile = str(current["profile"].iloc[0])
-    mine = snapshot[(snapshot["device_class"].astype(str) == device) & (snapshot["profile"].astype(str) == profile)]
+    mine = snapshot[_of_class(snapshot, device, profile)]
     if mine.empty:
         return "no snapshot", [f"no {profile} snapshot for device class [{device}]; nothing to compare "
                                "(record one with `dfcil benchmark snapshot --update`)"]
@@ -329,7 +337,7 @@ def update_snapshot(path: Path, current: pd.DataFrame) -> None:
     """Replace this device class's rows for this profile; other classes' rows are kept."""
     old = read_snapshot(path)
     device, profile = str(current["device_class"].iloc[0]), str(current["profile"].iloc[0])
-    keep = old[~((old["device_class"].astype(str) == device) & (old["profile"].astype(str) == profile))]
+    keep = old[~_of_class(old, device, profile)]
     merged = pd.concat([keep, current], ignore_index=True) if len(keep) else current
     with io.atomic_path(path) as tmp:
         merged.to_csv(tmp, index=False, float_format="%.8g")
