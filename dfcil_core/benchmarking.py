@@ -25,7 +25,7 @@ from dfcil_core.runtime import FINGERPRINT_COLUMNS
 
 KEYS = ["dataset", "n_tasks", "method"]
 TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "profile", "dataset", "n_tasks", "method", "seed",
-                 "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
+                 "train_seed", "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
 GATE_PROFILE = "default"  # the nightly gate's profile (README "Regression benchmarking": its seed spread)
 GATE_SEEDS = (0, 1, 2)  # what the nightly run measures (the baseline holds seeds 0-4)
 MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
@@ -60,7 +60,8 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
         path = Path(profile)
         cfg = config_mod.load(path if path.is_file() else None, None if path.is_file() else profile, overrides)
         run_id = new_run_id()
-        out = out_root / f"{cfg.name}-seed{cfg.seed}-{run_id}"
+        train = "" if cfg.train_seed is None else f"-train{cfg.train_seed}"
+        out = out_root / f"{cfg.name}-seed{cfg.seed}{train}-{run_id}"
         t0 = time.perf_counter()
         doc = stages.run(cfg, out)
         wall = time.perf_counter() - t0
@@ -71,7 +72,7 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
                 "run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                 "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                 "profile": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"],
-                "seed": cfg.seed,
+                "seed": cfg.seed, "train_seed": cfg.training_seed,
                 "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"], "wall_seconds": wall,
                 "images_per_s": float(np.mean(hist["images_per_s"])) if hist["images_per_s"] else np.nan,
                 **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS},
@@ -103,7 +104,7 @@ def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
             rows.append({"run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                          "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                          "profile": r.get("name", "unknown"), "dataset": r["dataset"], "n_tasks": r["n_tasks"],
-                         "method": r["method"], "seed": r["seed"],
+                         "method": r["method"], "seed": r["seed"], "train_seed": r.get("train_seed", r["seed"]),
                          "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"],
                          "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan,
                          **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS}})
@@ -134,13 +135,23 @@ def summarize(df: pd.DataFrame, metrics: list[str], keys: list[str] = KEYS) -> p
     return agg.reset_index()
 
 
+def run_seeds(df: pd.DataFrame) -> pd.Series:
+    """(class-order seed, training seed) of each row; tables from before the train_seed column used
+    the class-order seed for training too."""
+    train = df["train_seed"].fillna(df["seed"]) if "train_seed" in df.columns else df["seed"]
+    return df["seed"].astype(int).astype(str) + "/" + train.astype(int).astype(str)
+
+
 def seed_spread(df: pd.DataFrame, metrics: tuple[str, ...] = ("a_n", "omega")) -> pd.DataFrame:
-    """Per (profile, device class, method): mean, std (over seeds, ddof 1), min, max and number of seeds."""
+    """Per (profile, device class, method): mean, std (over runs, ddof 1), min, max, the number of
+    runs and their seeds as `class-order seed/training seed`."""
     keys = [k for k in ("profile", "device_class") if k in df.columns] + ["method"]
+    df = df.assign(_seeds=run_seeds(df))
     rows = []
     for key, part in df.groupby(keys):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        row["seeds"] = int(part["seed"].nunique())
+        row["runs"] = int(part["_seeds"].nunique())
+        row["seeds"] = " ".join(sorted(set(part["_seeds"]), key=lambda s: tuple(map(int, s.split("/")))))
         for m in metrics:
             v = part[m].astype(float)
             row.update({f"{m}_mean": v.mean(), f"{m}_std": v.std(ddof=1) if len(v) > 1 else np.nan,

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-std", type=float, default=None, help="override the tolerance in baseline std")
     p.add_argument("--across-devices", action="store_true",
                    help="compare with a baseline from another device class, with a wider band")
-    p = bsub.add_parser("spread", help="seed spread per method of a results table (mean, std, min, max, seeds)")
+    p = bsub.add_parser("spread", help="spread per method over the runs of a table (mean, std, min, max)")
     p.add_argument("--table", default="benchmarks/results.csv")
     p.add_argument("--run-id", action="append", default=[], help="only these runs")
     p = bsub.add_parser("snapshot", help="run a small profile afresh and compare its numbers with the checked-in "
@@ -161,7 +161,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     if args.bench_command == "run":
         df = bm.run_profiles(args.profiles, Path(args.out), args.overrides, Path(args.table))
-        print(df[["run_id", "method", "seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
+        print(df[["run_id", "method", "seed", "train_seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
         if args.results:
             import io as _io
 

@@ -322,11 +322,12 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         plots.accuracy_heatmap(a.values, ev / m / "accuracy_matrix.png", title=f"{m}: A[i][n] (%)")
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
                          "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
-                         "seed": cfg.seed, **summary, "train_seconds": wall[m],
+                         "seed": cfg.seed, "train_seed": cfg.training_seed, **summary, "train_seconds": wall[m],
                          "device": device_name(device), **fingerprint})
         for i, acc in enumerate(a.seen_curve(), start=1):
             ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None
-            task_rows.append({"method": m, "seed": cfg.seed, "task": i, "acc_seen": acc, "omega_term": ratio})
+            task_rows.append({"method": m, "seed": cfg.seed, "train_seed": cfg.training_seed, "task": i,
+                              "acc_seen": acc, "omega_term": ratio})
     # Section 5 diagnosis for the data-free learners (after task 2).
     diagnosis = {}
     if cfg.data.n_tasks >= 2:

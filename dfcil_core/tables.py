@@ -54,8 +54,12 @@ def read_runs(sources: list[str]) -> pd.DataFrame:
         runs["ablation"] = "none"
     runs["ablation"] = runs["ablation"].fillna("none")
     runs["name"] = runs["name"] if "name" in runs.columns else "unknown"
-    # One row per (run, method): the same run read twice (directory and sink) counts once.
-    return runs.drop_duplicates(subset=["name", "dataset", "n_tasks", "method", "ablation", "seed"], keep="last")
+    # Rows written before the train_seed column trained with the class-order seed.
+    runs["train_seed"] = runs["train_seed"].fillna(runs["seed"]) if "train_seed" in runs.columns else runs["seed"]
+    # One row per (run, method): the same run read twice (directory and sink) counts once; runs that
+    # differ only in the training seed are separate runs.
+    return runs.drop_duplicates(subset=["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed"],
+                                keep="last")
 
 
 def _cell(group: pd.DataFrame, metric: str) -> tuple[int, float, float]:

@@ -16,9 +16,15 @@ from dfcil_core.benchmarking import GATE_PROFILE, GATE_SEEDS
 
 
 def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str = DEFAULT_IMAGE,
-                             overrides: list[str] | None = None, gpu: bool = True, seeds: list[int] | None = None):
-    """Each profile once per seed (None: the profile's own seed), one after another into one table; the
-    gate then compares the mean over seeds with the baseline's seed band."""
+                             overrides: list[str] | None = None, gpu: bool = True, seeds: list[int] | None = None,
+                             seed_key: str = "train_seed"):
+    """Each profile once per seed (None: the profile's own seeds), one after another into one table; the
+    gate then compares the mean over seeds with the baseline's seed band. `seed_key` says which seed:
+    `train_seed` (the training RNG at the profile's class order: the gate's noise) or `seed` (the class
+    order, which also moves the task difficulty)."""
+    if seed_key not in ("train_seed", "seed"):
+        raise ValueError(f"seed_key must be train_seed or seed, not {seed_key!r}")
+    label = "train seed" if seed_key == "train_seed" else "seed"
     comps = make_components(image)
 
     @dsl.pipeline(name="dfcil-benchmark", description="Run benchmark profiles and gate on the baseline")
@@ -26,9 +32,9 @@ def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str
         table = comps.empty_table().set_caching_options(False).outputs["table"]
         runs = [(profile, seed) for profile in profiles for seed in (seeds if seeds is not None else [None])]
         for profile, seed in runs:
-            extra = [] if seed is None else [f"seed={seed}"]
+            extra = [] if seed is None else [f"{seed_key}={seed}"]
             run = comps.run_profile(profile=profile, overrides=[*(overrides or []), *extra], table_in=table)
-            run.set_display_name(f"run {profile}" + ("" if seed is None else f" seed {seed}"))
+            run.set_display_name(f"run {profile}" + ("" if seed is None else f" {label} {seed}"))
             run.set_caching_options(False)
             run.set_cpu_limit("8").set_memory_limit("32G").set_retry(num_retries=2, backoff_duration="120s",
                                                                       backoff_factor=2.0)
@@ -47,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
     p.add_argument("--seeds", type=int, nargs="+", default=list(GATE_SEEDS),
-                   help="class-order seeds per profile (the gate compares their mean with the baseline band)")
+                   help="training seeds per profile, at the profile's class order (the gate compares their "
+                        "mean with the baseline band)")
+    p.add_argument("--class-order-seeds", action="store_true",
+                   help="--seeds are class-order seeds (`seed=S`) instead of training seeds (`train_seed=S`)")
     p.add_argument("--baseline", default="benchmarks/baseline-default.csv")
     p.add_argument("--image", default=DEFAULT_IMAGE)
     p.add_argument("--no-gpu", action="store_true")
@@ -57,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     baseline = pd.read_csv(a.baseline).to_json(orient="records")  # one line: see dfcil_pipeline.py
-    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu, a.seeds)
+    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu, a.seeds,
+                                        "seed" if a.class_order_seeds else "train_seed")
     compiler.Compiler().compile(pipeline, str(out))
     print(f"compiled: {out}")
     return 0

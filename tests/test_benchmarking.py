@@ -103,6 +103,11 @@ def test_evaluated_outputs_feed_the_table(tmp_path):
     df = pd.read_csv(table)
     assert len(df) == 2 and df["run_id"].nunique() == 2 and list(df.columns) == bm.TABLE_COLUMNS
     assert df["a_n"].tolist() == [30.0, 30.0]
+    assert df["train_seed"].tolist() == [0, 0]  # a runs.csv without train_seed trained with the class-order seed
+    runs = pd.read_csv(out / "results" / "runs.csv").assign(seed=3, train_seed=7)
+    runs.to_csv(out / "results" / "runs.csv", index=False)
+    assert cli.main(["benchmark", "add", str(out), "--table", str(table)]) == 0
+    assert pd.read_csv(table)[["seed", "train_seed"]].iloc[-1].tolist() == [3, 7]
     assert cli.main(["benchmark", "add", str(tmp_path / "nope"), "--table", str(table)]) == 2
 
 
@@ -241,6 +246,14 @@ def test_profiles_are_gated_separately():
 def test_seed_spread_hand_values():
     df = _table({"abd": [30.0, 34.0, 38.0], "lwf": [9.0]}).assign(profile="gate")
     spread = bm.seed_spread(df).set_index("method")
-    assert spread.loc["abd", "seeds"] == 3 and spread.loc["abd", "a_n_mean"] == pytest.approx(34.0)
+    assert spread.loc["abd", "runs"] == 3 and spread.loc["abd", "a_n_mean"] == pytest.approx(34.0)
     assert spread.loc["abd", "a_n_std"] == pytest.approx(4.0) and spread.loc["abd", "a_n_min"] == 30.0
-    assert np.isnan(spread.loc["lwf", "a_n_std"]) and spread.loc["lwf", "seeds"] == 1
+    assert np.isnan(spread.loc["lwf", "a_n_std"]) and spread.loc["lwf", "runs"] == 1
+    assert spread.loc["abd", "seeds"] == "0/0 1/1 2/2"  # no train_seed column: training seed = class-order seed
+
+
+def test_seed_spread_counts_training_seeds_of_one_class_order():
+    df = _table({"abd": [30.0, 34.0, 38.0]}).assign(profile="gate", seed=0, train_seed=[2, 0, 10])
+    spread = bm.seed_spread(df).set_index("method")
+    assert spread.loc["abd", "runs"] == 3 and spread.loc["abd", "seeds"] == "0/0 0/2 0/10"
+    assert spread.loc["abd", "a_n_std"] == pytest.approx(4.0)

@@ -115,16 +115,20 @@ def test_benchmark_pipeline_runs_each_gate_seed_in_turn(tmp_path):
 
     from pipelines.benchmark_pipeline import build_benchmark_pipeline
 
-    pipe = build_benchmark_pipeline(["default"], '[{"run_id": "r", "method": "abd", "a_n": 1.0}]', seeds=[0, 1, 2])
-    compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
-    spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
-    by_name = {t["taskInfo"]["name"]: (k, t) for k, t in spec["root"]["dag"]["tasks"].items()}
-    order = [f"run default seed {s}" for s in (0, 1, 2)]
-    for prev, nxt in zip(order, order[1:]):
-        assert by_name[prev][0] in by_name[nxt][1]["dependentTasks"]
-    overrides = [by_name[n][1]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] for n in order]
-    assert overrides == [["seed=0"], ["seed=1"], ["seed=2"]]
-    assert by_name[order[-1]][0] in by_name["compare"][1]["dependentTasks"]
+    baseline = '[{"run_id": "r", "method": "abd", "a_n": 1.0}]'
+    for seed_key, label in (("train_seed", "train seed"), ("seed", "seed")):
+        pipe = build_benchmark_pipeline(["default"], baseline, seeds=[0, 1, 2], seed_key=seed_key)
+        compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
+        spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
+        by_name = {t["taskInfo"]["name"]: (k, t) for k, t in spec["root"]["dag"]["tasks"].items()}
+        order = [f"run default {label} {s}" for s in (0, 1, 2)]
+        for prev, nxt in zip(order, order[1:]):
+            assert by_name[prev][0] in by_name[nxt][1]["dependentTasks"]
+        overrides = [by_name[n][1]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] for n in order]
+        assert overrides == [[f"{seed_key}=0"], [f"{seed_key}=1"], [f"{seed_key}=2"]]
+        assert by_name[order[-1]][0] in by_name["compare"][1]["dependentTasks"]
+    with pytest.raises(ValueError, match="seed_key"):
+        build_benchmark_pipeline(["default"], baseline, seeds=[0], seed_key="data_seed")
 
 
 def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
@@ -141,7 +145,7 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     assert set(base["method"]) == set(config.load(preset=bm.GATE_PROFILE).methods)
     assert list(base.columns) == bm.TABLE_COLUMNS and set(base["profile"]) == {bm.GATE_PROFILE}
     assert base["device_class"].nunique() == 1
-    assert base.groupby("method")["seed"].nunique().min() >= bm.MIN_BAND_SEEDS
+    assert base.assign(runs=bm.run_seeds(base)).groupby("method")["runs"].nunique().min() >= bm.MIN_BAND_SEEDS
     assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]

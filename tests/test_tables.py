@@ -157,3 +157,18 @@ def test_runs_without_upper_bound_say_n_a_for_omega():
     runs = _runs([("paper-cifar100-10", 10, "abd", "none", 0, 33.0, float("nan"))])
     md = tables.markdown(tables.build(runs))
     assert "| ABD | " in md and "33.0 (n=1) / 33.7 ± 1.2 (-0.7) | n/a (no upper bound) / 69.6 ± 1.6 |" in md
+
+
+def test_training_seeds_of_one_class_order_are_separate_runs(tmp_path):
+    rows = _runs([("fidelity-proxy", 2, "abd", "none", 0, 40.0, 80.0), ("fidelity-proxy", 2, "abd", "none", 0, 44.0, 84.0)])
+    rows["train_seed"] = [0, 1]
+    csv = tmp_path / "runs.csv"
+    rows.to_csv(csv, index=False)
+    runs = tables.read_runs([str(csv), str(csv)])  # the same table read twice: each run once
+    assert sorted(runs["train_seed"]) == [0, 1]
+    cell = tables.build(runs)
+    abd = cell[(cell.method == "abd") & (cell.metric == "a_n")].iloc[0]
+    assert abd.runs == 2 and abd.ours_mean == pytest.approx(42.0)
+    old = _runs([("fidelity-proxy", 2, "abd", "none", 3, 40.0, 80.0)])  # no train_seed column: = seed
+    old.to_csv(csv, index=False)
+    assert list(tables.read_runs([str(csv)])["train_seed"]) == [3]
