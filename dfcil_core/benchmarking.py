@@ -210,6 +210,13 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str,
         tolerances = {m: Tolerance(t.points * ACROSS_DEVICES_WIDEN, t.k_std * ACROSS_DEVICES_WIDEN)
                       for m, t in tolerances.items()}
         same = baseline
+    if "seed" in current.columns and "seed" in same.columns:
+        # Another class order is another set of tasks: its numbers say nothing about a regression.
+        extra = sorted(set(current["seed"].astype(int)) - set(same["seed"].astype(int)))
+        if extra:
+            raise DfcilError(f"current runs use class-order seed(s) {extra}, the baseline only "
+                             f"{sorted(set(same['seed'].astype(int)))}: other tasks, not like for like; vary "
+                             "train_seed at the baseline's class order (or promote a baseline with those seeds)")
     metrics = [m for m in tolerances if m in current.columns and m in same.columns]
     # Tables written before the profile column existed gate on (dataset, n_tasks, method) alone.
     keys = ["profile", *KEYS] if "profile" in current.columns and "profile" in same.columns else KEYS

@@ -8,6 +8,7 @@ import pytest
 
 from dfcil_core import benchmarking as bm
 from dfcil_core import cli
+from dfcil_core.errors import DfcilError
 
 
 def _table(values: dict[str, list[float]], omega: float = 70.0) -> pd.DataFrame:
@@ -257,3 +258,11 @@ def test_seed_spread_counts_training_seeds_of_one_class_order():
     spread = bm.seed_spread(df).set_index("method")
     assert spread.loc["abd", "runs"] == 3 and spread.loc["abd", "seeds"] == "0/0 0/2 0/10"
     assert spread.loc["abd", "a_n_std"] == pytest.approx(4.0)
+
+
+def test_another_class_order_is_not_gated():
+    base = _table({"abd": [33.0, 34.0, 35.0]}).assign(seed=0, train_seed=[0, 1, 2])
+    ok = bm.compare(_table({"abd": [34.0, 33.5]}).assign(seed=0, train_seed=[3, 4]), base)
+    assert not ok.failed and ok.table.iloc[0]["baseline_seeds"] == 3
+    with pytest.raises(DfcilError, match=r"class-order seed\(s\) \[1\], the baseline only \[0\]"):
+        bm.compare(_table({"abd": [34.0]}).assign(seed=1), base)
