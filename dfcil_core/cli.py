@@ -181,13 +181,17 @@ def _benchmark(args: argparse.Namespace) -> int:
         return 0
     if args.bench_command == "snapshot":
         return _snapshot(args)
-    current = bm.read_table(Path(args.current))
+    source = args.table if args.bench_command == "spread" else args.current
+    current = bm.read_table(Path(source))
     if args.run_id:
         current = current[current["run_id"].isin(args.run_id)]
         if current.empty:
-            raise DfcilError(f"no rows for run ids {args.run_id} in {args.current}")
+            raise DfcilError(f"no rows for run ids {args.run_id} in {source}")
     if args.bench_command == "spread":
-        print(bm.seed_spread(current).to_markdown(index=False, floatfmt=".2f"))
+        spread = bm.seed_spread(current)
+        if "device_class" in spread.columns:  # its "|" separators would split a Markdown cell
+            spread["device_class"] = spread["device_class"].astype(str).str.replace("|", "\\|", regex=False)
+        print(spread.to_markdown(index=False, floatfmt=".2f"))
         return 0
     if args.bench_command == "promote":
         from dfcil_core import io

@@ -266,3 +266,15 @@ def test_another_class_order_is_not_gated():
     assert not ok.failed and ok.table.iloc[0]["baseline_seeds"] == 3
     with pytest.raises(DfcilError, match=r"class-order seed\(s\) \[1\], the baseline only \[0\]"):
         bm.compare(_table({"abd": [34.0]}).assign(seed=1), base)
+
+
+def test_cli_spread_reads_its_table(tmp_path, capsys):
+    table = tmp_path / "rows.csv"
+    rows = _table({"abd": [30.0, 34.0, 38.0]}).assign(profile="default", train_seed=[5, 6, 7])
+    rows.assign(device_class="cpu AVX2 | 2 threads | torch X").to_csv(table, index=False)
+    assert cli.main(["benchmark", "spread", "--table", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "| abd " in out and "34.00" in out and "4.00" in out and "0/5 1/6 2/7" in out
+    assert "cpu AVX2 \\| 2 threads \\| torch X" in out  # one Markdown cell
+    assert len({line.count(" | ") for line in out.splitlines() if line.startswith("| ")}) == 1
+    assert cli.main(["benchmark", "spread", "--table", str(table), "--run-id", "nope"]) == 2
