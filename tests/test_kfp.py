@@ -146,6 +146,8 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     assert list(base.columns) == bm.TABLE_COLUMNS and set(base["profile"]) == {bm.GATE_PROFILE}
     assert base["device_class"].nunique() == 1
     assert base.assign(runs=bm.run_seeds(base)).groupby("method")["runs"].nunique().min() >= bm.MIN_BAND_SEEDS
+    # One class order (the nightly runs vary train_seed at it): compare refuses any other.
+    assert set(base["seed"]) == {0} and set(bm.GATE_SEEDS) <= set(base["train_seed"])
     assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
