@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfcil_core import artifacts, io, plots
+from dfcil_core import artifacts, io, plots, tables
 from dfcil_core import config as config_mod
 from dfcil_core.errors import DfcilError
 from dfcil_core.runtime import FINGERPRINT_COLUMNS
@@ -103,12 +103,13 @@ def rows_from_outputs(out_dirs: list[Path]) -> pd.DataFrame:
     rows = []
     for out in out_dirs:
         runs = _read_runs(Path(out))
+        runs["train_seed"] = tables.training_seeds(runs)
         run_id = new_run_id()
         for _, r in runs.iterrows():
             rows.append({"run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
                          "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                          "profile": r.get("name", "unknown"), "dataset": r["dataset"], "n_tasks": r["n_tasks"],
-                         "method": r["method"], "seed": r["seed"], "train_seed": r.get("train_seed", r["seed"]),
+                         "method": r["method"], "seed": r["seed"], "train_seed": r["train_seed"],
                          "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"],
                          "wall_seconds": r.get("train_seconds", np.nan), "images_per_s": np.nan,
                          **{c: r.get(c, "unknown") for c in FINGERPRINT_COLUMNS}})
@@ -139,23 +140,17 @@ def summarize(df: pd.DataFrame, metrics: list[str], keys: list[str] = KEYS) -> p
     return agg.reset_index()
 
 
-def run_seeds(df: pd.DataFrame) -> pd.Series:
-    """(class-order seed, training seed) of each row; tables from before the train_seed column used
-    the class-order seed for training too."""
-    train = df["train_seed"].fillna(df["seed"]) if "train_seed" in df.columns else df["seed"]
-    return df["seed"].astype(int).astype(str) + "/" + train.astype(int).astype(str)
-
-
 def seed_spread(df: pd.DataFrame, metrics: tuple[str, ...] = ("a_n", "omega")) -> pd.DataFrame:
     """Per (profile, device class, method): mean, std (over runs, ddof 1), min, max, the number of
     runs and their seeds as `class-order seed/training seed`."""
     keys = [k for k in ("profile", "device_class") if k in df.columns] + ["method"]
-    df = df.assign(_seeds=run_seeds(df))
+    df = df.assign(_train=tables.training_seeds(df))
     rows = []
     for key, part in df.groupby(keys):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        row["runs"] = int(part["_seeds"].nunique())
-        row["seeds"] = " ".join(sorted(set(part["_seeds"]), key=lambda s: tuple(map(int, s.split("/")))))
+        pairs = sorted(set(zip(part["seed"].astype(int), part["_train"].astype(int))))
+        row["runs"] = len(pairs)
+        row["seeds"] = " ".join(f"{s}/{t}" for s, t in pairs)
         for m in metrics:
             v = part[m].astype(float)
             row.update({f"{m}_mean": v.mean(), f"{m}_std": v.std(ddof=1) if len(v) > 1 else np.nan,

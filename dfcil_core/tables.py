@@ -30,6 +30,12 @@ LONG_COLUMNS = ["table", "profile", "dataset", "n_tasks", "method", "ablation", 
                 "ours_std", "paper_mean", "paper_std", "diff", "flag", "source"]
 
 
+def training_seeds(runs: pd.DataFrame) -> pd.Series:
+    """The training seed of each row; rows written before the train_seed column trained with the
+    class-order seed."""
+    return runs["train_seed"].fillna(runs["seed"]) if "train_seed" in runs.columns else runs["seed"]
+
+
 def read_runs(sources: list[str]) -> pd.DataFrame:
     """runs.csv rows from output directories, CSV files or s3:// result sinks."""
     frames = []
@@ -54,8 +60,7 @@ def read_runs(sources: list[str]) -> pd.DataFrame:
         runs["ablation"] = "none"
     runs["ablation"] = runs["ablation"].fillna("none")
     runs["name"] = runs["name"] if "name" in runs.columns else "unknown"
-    # Rows written before the train_seed column trained with the class-order seed.
-    runs["train_seed"] = runs["train_seed"].fillna(runs["seed"]) if "train_seed" in runs.columns else runs["seed"]
+    runs["train_seed"] = training_seeds(runs)
     # One row per (run, method): the same run read twice (directory and sink) counts once; runs that
     # differ only in the training seed are separate runs.
     return runs.drop_duplicates(subset=["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed"],
