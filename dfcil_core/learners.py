@@ -49,6 +49,13 @@ class Learner:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self.terms: dict[str, torch.Tensor] = {}
+
+    def record(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Keep a weighted term of the last step's loss (detached, on the device: the loop averages
+        the terms per epoch for the loss curves); returns `value` so a loss reads as its formula."""
+        self.terms[name] = value.detach()
+        return value
 
     def prepare(self, model: IncrementalClassifier, replay: bool) -> None:
         """Called once before a task's training steps (`replay`: synthetic replay is on)."""
@@ -70,7 +77,7 @@ class Learner:
 
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         logits = model(b.x_real)
-        return losses.weighted_ce(logits[:, : b.seen], b.y_real)
+        return self.record("ce", losses.weighted_ce(logits[:, : b.seen], b.y_real))
 
 
 class UpperBound(Learner):
@@ -92,9 +99,9 @@ class LwF(Learner):
             return super().loss(model, b)
         logits = model(b.x_real)
         t_logits, _ = _teacher_forward(b.teacher, b.x_real, b.past)
-        return (losses.weighted_ce(logits, b.y_real)
-                + self.cfg.train.lwf_mu * losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature,
-                                                            pad_to_student=False))
+        return (self.record("ce", losses.weighted_ce(logits, b.y_real))
+                + self.record("kd", self.cfg.train.lwf_mu * losses.softmax_kd(
+                    logits, t_logits, self.cfg.train.kd_temperature, pad_to_student=False)))
 
 
 class LwFMC(Learner):
@@ -108,7 +115,7 @@ class LwFMC(Learner):
         t_logits = None
         if b.teacher is not None:
             t_logits, _ = _teacher_forward(b.teacher, b.x_real, b.past)
-        return losses.lwf_mc_loss(logits, b.y_real, b.past, t_logits)
+        return self.record("bce", losses.lwf_mc_loss(logits, b.y_real, b.past, t_logits))
 
 
 class DeepInversion(Learner):
@@ -127,7 +134,8 @@ class DeepInversion(Learner):
         t_logits_real, _ = _teacher_forward(b.teacher, b.x_real, b.past)
         kd = (losses.softmax_kd(logits[:n], t_logits_real, t, pad_to_student=False)
               + losses.softmax_kd(logits[n:], b.teacher_logits_syn, t, pad_to_student=True))
-        return losses.weighted_ce(logits[:n], b.y_real) + self.cfg.train.deepinversion_mu * kd
+        return (self.record("ce", losses.weighted_ce(logits[:n], b.y_real))
+                + self.record("kd", self.cfg.train.deepinversion_mu * kd))
 
 
 class LwFSynthetic(Learner):
@@ -145,7 +153,8 @@ class LwFSynthetic(Learner):
         t_logits_real, _ = _teacher_forward(b.teacher, b.x_real, b.past)
         t_logits = torch.cat([t_logits_real, b.teacher_logits_syn])
         kd = losses.softmax_kd(logits, t_logits, self.cfg.train.kd_temperature, pad_to_student=False)
-        return losses.weighted_ce(logits[:n], b.y_real) + self.cfg.train.lwf_syn_mu * kd
+        return (self.record("ce", losses.weighted_ce(logits[:n], b.y_real))
+                + self.record("kd", self.cfg.train.lwf_syn_mu * kd))
 
 
 class AlwaysBeDreaming(Learner):
@@ -175,18 +184,18 @@ class AlwaysBeDreaming(Learner):
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         if b.teacher is None or b.x_syn is None:
             logits, _ = model.forward_with_features(b.x_real, all_heads=True)
-            return losses.weighted_ce(logits, b.y_real)
+            return self.record("ce", losses.weighted_ce(logits, b.y_real))
         a, n = self.abd, b.x_real.shape[0]
         weights = losses.balancing_weights(b.past, b.seen, a.task_balancing, b.x_real.device)
         x = torch.cat([b.x_real, b.x_syn])
         y = torch.cat([b.y_real, b.y_syn])
         logits, feats = model.forward_with_features(x)
         if a.local_ce:
-            total = losses.local_ce(logits[:n], b.y_real, b.past, weights)
+            total = self.record("local_ce", losses.local_ce(logits[:n], b.y_real, b.past, weights))
         else:
-            total = losses.weighted_ce(logits[:n], b.y_real, weights[b.y_real])
+            total = self.record("ce", losses.weighted_ce(logits[:n], b.y_real, weights[b.y_real]))
         if a.ft_ce and a.lambda_ft > 0:
-            total = total + a.lambda_ft * losses.ft_ce(model.head, feats, y, None, weights)
+            total = total + self.record("ft_ce", a.lambda_ft * losses.ft_ce(model.head, feats, y, None, weights))
         if a.lambda_kd > 0 and (a.kd_real or a.kd_synthetic):
             student, teacher = [], []
             if a.kd_real:
@@ -196,8 +205,8 @@ class AlwaysBeDreaming(Learner):
                 student.append(feats[n:])
                 teacher.append(b.teacher_feats_syn)
             w_old = b.teacher.head.weight[: b.past]
-            total = total + a.lambda_kd * losses.importance_weighted_feature_kd(
-                torch.cat(student), torch.cat(teacher), w_old)
+            total = total + self.record("feature_kd", a.lambda_kd * losses.importance_weighted_feature_kd(
+                torch.cat(student), torch.cat(teacher), w_old))
         return total
 
 
@@ -267,14 +276,16 @@ class RelationGuided(Learner):
             w[: b.past] = b.past / min(new, b.past)
             ce = losses.weighted_ce(logits, y, w[y])
             hkd = torch.nn.functional.l1_loss(logits[n:, : b.past], b.teacher_logits_syn)
-            return r.lambda_ce * ce + r.lambda_hkd * alpha * beta * hkd
+            return self.record("balanced_ce", r.lambda_ce * ce) + self.record("hkd", r.lambda_hkd * alpha * beta * hkd)
         logits, feats = model.forward_with_features(b.x_real)
         ce = losses.weighted_ce(logits[:, b.past:b.seen], b.y_real - b.past)
         hkd = torch.nn.functional.l1_loss(model(b.x_syn)[:, : b.past], b.teacher_logits_syn)
-        total = r.lambda_ce * (1 + 1 / alpha) / beta * ce + r.lambda_hkd * alpha * beta * hkd
+        total = (self.record("local_ce", r.lambda_ce * (1 + 1 / alpha) / beta * ce)
+                 + self.record("hkd", r.lambda_hkd * alpha * beta * hkd))
         if r.lambda_rkd > 0:
             teacher_feats = _teacher_forward(b.teacher, b.x_real, b.past)[1]
-            total = total + r.lambda_rkd * alpha * beta * losses.rkd_angle(self.projector(feats), teacher_feats)
+            total = total + self.record("rkd", r.lambda_rkd * alpha * beta
+                                        * losses.rkd_angle(self.projector(feats), teacher_feats))
         return total
 
 

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from dfcil_core import io  # noqa: E402
 
@@ -51,6 +52,50 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     ax.set_xlabel("generator step")
     ax.set_ylabel("weighted loss")
     ax.set_yscale("symlog", linthresh=1e-3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def training_curves(histories: list[dict], path: str | Path, title: str = "") -> None:
+    """Per-epoch training loss and its weighted terms over all tasks of one method (one history per
+    task, as `fit_task` returns it), epochs numbered across tasks, a dotted line where a task starts.
+    A term absent from some epochs (a phase of the schedule) leaves a gap; a zero term is not drawn
+    (log scale)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    offset, names, starts = 0, [], []
+    for h in histories:
+        for name in h.get("terms", {}):
+            if name not in names:
+                names.append(name)
+    labelled: set[str] = set()
+
+    def line(x: list[int], y: list, name: str, color: str) -> None:
+        ax.plot(x, [np.nan if v is None or v <= 0 else v for v in y], color=color, marker=".",
+                label=None if name in labelled else name, zorder=3 if name == "total" else 2,
+                linewidth=2.2 if name == "total" else 1.2)
+        labelled.add(name)
+
+    for task, h in enumerate(histories, start=1):
+        x = [offset + e for e in range(1, len(h.get("loss", [])) + 1)]
+        if not x:
+            continue
+        starts.append((offset + 0.5, task))
+        line(x, h["loss"], "total", "black")
+        for i, name in enumerate(names):
+            if h.get("terms", {}).get(name):
+                line(x, h["terms"][name], name, f"C{i}")
+        offset = x[-1]
+    for x0, _ in starts[1:]:
+        ax.axvline(x0, color="grey", linestyle=":", linewidth=1)
+    for x0, task in starts:
+        ax.annotate(f"task {task}", (x0, 0.0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                    textcoords="offset points", fontsize=8, color="grey")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (across tasks)")
+    ax.set_ylabel("loss (mean per epoch)")
+    if any(line.get_ydata().size and np.nanmax(line.get_ydata()) > 0 for line in ax.lines):
+        ax.set_yscale("log")  # terms differ by orders of magnitude; zeros are left out
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     _save(fig, path)

@@ -14,6 +14,7 @@ REPORT_NAME = "report.html"
 _SECTIONS = [  # (heading, glob patterns relative to the output directory)
     ("Accuracy over the tasks", ["eval/accuracy_per_task.png", "eval/omega_per_task.png"]),
     ("Accuracy matrices A[i][n]", ["eval/*/accuracy_matrix.png"]),
+    ("Training losses (total and weighted terms)", ["eval/*/training_losses.png"]),
     ("Feature diagnosis after task 2 (Section 5)", ["eval/mid.png", "eval/mmd.png"]),
     ("What the generators dream", ["generators/*/samples_task_*.png"]),
     ("Inversion losses", ["generators/*/losses_task_*.png"]),

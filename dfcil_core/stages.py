@@ -243,17 +243,19 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
 
 
 def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, tests: list[TaskData],
-                    meta: dict[str, Any]) -> tuple[metrics.AccuracyMatrix, float]:
-    """A[i][n] for `method`, and the training seconds of its models (read from the same checkpoints)."""
+                    meta: dict[str, Any]) -> tuple[metrics.AccuracyMatrix, float, list[dict[str, Any]]]:
+    """A[i][n] for `method`, the training seconds of its models and their per-task training
+    histories (all read from the same checkpoints)."""
     lay = Layout(out)
-    rows, seconds = [], 0.0
+    rows, seconds, histories = [], 0.0, []
     for i in range(1, cfg.data.n_tasks + 1):
         seen, path, what = _seen(meta, i)[1], lay.model(method, i), f"θ({i}) of {method}"
         ckpt = load_checked(path, model_hash(cfg, method, i), what)
         seconds += ckpt.get("seconds", 0.0)
+        histories.append(ckpt.get("history") or {})
         model = _model_from_checkpoint(ckpt, path, cfg, what, device, seen)
         rows.append(accuracy_row(model, tests[:i], seen, cfg, device))
-    return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), seconds
+    return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), seconds, histories
 
 
 def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
@@ -306,8 +308,8 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         a = _task_arrays(lay, t)
         tests.append(to_device(a["test_x"], a["test_y"], device))
     evaluated = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
-    matrices = {m: a for m, (a, _) in evaluated.items()}
-    wall = {m: s for m, (_, s) in evaluated.items()}
+    matrices = {m: a for m, (a, _, _) in evaluated.items()}
+    wall = {m: s for m, (_, s, _) in evaluated.items()}
     upper = matrices.get("upper_bound")
     if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
         upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)[0]
@@ -320,6 +322,8 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         results[m] = summary
         io.write_json(ev / m / "accuracy_matrix.json", a.to_dict())
         plots.accuracy_heatmap(a.values, ev / m / "accuracy_matrix.png", title=f"{m}: A[i][n] (%)")
+        plots.training_curves(evaluated[m][2], ev / m / "training_losses.png",
+                              title=f"{m}: training loss and its weighted terms, per epoch")
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
                          "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
                          "seed": cfg.seed, "train_seed": cfg.training_seed, **summary, "train_seconds": wall[m],

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ def train_step(model: IncrementalClassifier, learner: Learner, batch: StepBatch,
                device: torch.device, amp: bool) -> torch.Tensor:
     """One SGD step of `learner`'s loss; returns the detached loss (no host sync)."""
     step_begin(learner.cfg.runtime)
+    learner.terms = {}
     with autocast(device, amp):
         loss = learner.loss(model, batch)
     opt.zero_grad(set_to_none=True)
@@ -85,7 +87,8 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
              device: torch.device, past: int, seen: int, epochs: int, seed: int,
              teacher: IncrementalClassifier | None = None, generator: Generator | None = None,
              resume_path: Path | None = None, progress: bool = False) -> dict[str, list[float]]:
-    """Train `model` for one task with `learner`'s loss. Returns per-epoch loss and timing."""
+    """Train `model` for one task with `learner`'s loss. Returns per-epoch loss, the mean of each
+    weighted term of it (`terms`: name -> per-epoch values) and timing."""
     t = cfg.train
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -102,7 +105,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             p.requires_grad_(False)
     if generator is not None:
         generator.eval()
-    history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": []}
+    history: dict[str, Any] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": [], "terms": {}}
     start_epoch, start_step, perm = 0, 0, None
     if resume_path is not None and resume_path.exists():
         state = io.load_torch(resume_path)
@@ -112,6 +115,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         learner.load_state_dict(state.get("learner", {}))
         gen.set_state(state["rng"])
         start_epoch, start_step, perm, history = state["epoch"], state["step"], state["perm"], state["history"]
+        history.setdefault("terms", {})
         perm = perm.to(device) if perm is not None else None
         log.info("resuming from %s at epoch %d step %d", resume_path, start_epoch, start_step)
 
@@ -136,6 +140,8 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         if perm is None:
             perm = torch.randperm(n, device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
+        term_sums: dict[str, torch.Tensor] = {}
+        counted = max(steps - start_step, 1)  # a resumed epoch averages the steps it ran
         for step in range(start_step, steps):
             if SigtermFlag.requested:
                 save_partial(epoch, step, perm)
@@ -144,13 +150,19 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             batch = make_batch(data.x[idx], data.y[idx], augment, gen, cfg, past, seen, teacher,
                                generator if replay else None)
             loss_sum += train_step(model, learner, batch, opt, device, cfg.runtime.amp)
+            for name, value in learner.terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + value.float()
         sched.step()
         start_step, perm = 0, None
         seconds = time.perf_counter() - t0
         history["epoch"].append(epoch + 1)
-        history["loss"].append(float(loss_sum) / max(steps, 1))  # one host sync per epoch
+        history["loss"].append(float(loss_sum) / counted)  # host syncs: once per epoch and term
+        for name, total in term_sums.items():  # a term missing from earlier epochs (a phase) pads with None
+            history["terms"].setdefault(name, [None] * (len(history["epoch"]) - 1)).append(float(total) / counted)
+        for values in history["terms"].values():
+            values.extend([None] * (len(history["epoch"]) - len(values)))
         history["seconds"].append(seconds)
-        history["images_per_s"].append(steps * bs / seconds if seconds > 0 else 0.0)
+        history["images_per_s"].append(counted * bs / seconds if seconds > 0 else 0.0)
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
             bar.update(1)

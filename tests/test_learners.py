@@ -119,6 +119,36 @@ def test_every_learner_gives_a_finite_differentiable_loss(models, method):
     loss.backward()
 
 
+TERMS = {"base": {"ce"}, "upper_bound": {"ce"}, "lwf": {"ce", "kd"}, "lwf_mc": {"bce"},
+         "lwf_syn": {"ce", "kd"}, "deepinversion": {"ce", "kd"}, "abd": {"local_ce", "ft_ce", "feature_kd"},
+         "rdfcil": {"local_ce", "hkd", "rkd"}}
+
+
+@pytest.mark.parametrize("method", sorted(LEARNERS))
+def test_recorded_terms_add_up_to_the_loss(models, method):
+    # The loss curves plot these terms: they must be the weighted terms that make the total.
+    teacher, student = models
+    student.eval()
+    learner = make_learner(method, config.from_dict({}))
+    learner.prepare(student, replay=True)
+    loss = learner.loss(student, _batch(teacher))
+    assert set(learner.terms) == TERMS[method]
+    assert all(not t.requires_grad for t in learner.terms.values())
+    assert sum(learner.terms.values()).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_abd_terms_carry_their_weights(models):
+    teacher, student = models
+    student.eval()
+    b = _batch(teacher)
+    one = make_learner("abd", config.from_dict({}))
+    one.loss(student, b)
+    ten = make_learner("abd", config.from_dict({"abd": {"lambda_kd": 1.0}}))
+    ten.loss(student, b)
+    assert ten.terms["feature_kd"].item() == pytest.approx(10 * one.terms["feature_kd"].item(), rel=1e-5)
+    assert ten.terms["local_ce"].item() == pytest.approx(one.terms["local_ce"].item(), rel=1e-6)
+
+
 def test_first_task_is_shared_except_lwf_mc_and_abd():
     # ABD's task 1 is CE over every head row (the authors' code), so it has its own θ(1).
     assert {m for m in LEARNERS if lineage(m, 1) == "ce"} == {"base", "upper_bound", "lwf", "lwf_syn",

@@ -11,8 +11,8 @@ import torch
 from dfcil_core import config, losses
 from dfcil_core.errors import DfcilError
 from dfcil_core.learners import StepBatch, lineage, make_learner
-from dfcil_core.models import IncrementalClassifier
-from dfcil_core.training import make_optimizer, train_step
+from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.training import TaskData, fit_task, make_optimizer, train_step
 
 PAST, SEEN = 3, 5
 
@@ -92,6 +92,7 @@ def test_head_only_phase_changes_only_the_head():
     proj = copy.deepcopy(learner.projector.state_dict())
     head = student.head.weight.detach().clone()
     train_step(student, learner, b, opt, torch.device("cpu"), amp=False)
+    assert set(learner.terms) == {"balanced_ce", "hkd"}  # the phase's own loss, in its curves
     for k, v in student.features.state_dict().items():  # weights and BN running statistics
         assert torch.equal(v, trunk[k]), k
     for k, v in learner.projector.state_dict().items():
@@ -105,3 +106,23 @@ def test_config_validation_and_lineage():
     with pytest.raises(DfcilError, match="rdfcil.lambda_rkd"):
         config.from_dict({"rdfcil": {"lambda_rkd": -1}})
     assert lineage("rdfcil", 1) == "ce" and lineage("rdfcil", 2) == "rdfcil"  # shares θ(1) and the ce generator
+
+
+def test_loss_curves_follow_the_phases():
+    # fit_task averages each weighted term per epoch; a term of one phase only is None in the other.
+    cfg, teacher, student, learner, _ = _setup()
+    g = torch.Generator().manual_seed(2)
+    data = TaskData(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
+                    torch.tensor([3, 4] * 4))
+    generator = Generator(z_dim=16)
+    history = fit_task(student, learner, data, cfg, torch.device("cpu"), PAST, SEEN, 3, seed=0,
+                       teacher=teacher, generator=generator)
+    terms = history["terms"]
+    assert set(terms) == {"local_ce", "hkd", "rkd", "balanced_ce"}
+    assert all(len(v) == 3 for v in terms.values())
+    assert terms["balanced_ce"][:2] == [None, None] and terms["balanced_ce"][2] > 0
+    assert terms["rkd"][2] is None and terms["local_ce"][2] is None
+    assert all(v is not None for v in terms["hkd"])
+    for e in range(3):  # the terms of an epoch add up to its loss
+        assert sum(v[e] for v in terms.values() if v[e] is not None) == pytest.approx(history["loss"][e], rel=1e-5)
+

@@ -38,6 +38,16 @@ def test_sample_grid_labels_each_image(tmp_path):
     assert Image.open(tmp_path / "named.png").size[1] > Image.open(tmp_path / "plain.png").size[1]
 
 
+def test_training_curves_span_the_tasks_and_leave_phase_gaps(tmp_path):
+    task1 = {"loss": [2.0, 1.5], "terms": {"ce": [2.0, 1.5]}}
+    task2 = {"loss": [3.0, 2.0, 1.0], "terms": {"local_ce": [2.0, 1.5, None], "hkd": [1.0, 0.5, 0.2],
+                                              "balanced_ce": [None, None, 0.8]}}
+    plots.training_curves([task1, task2], tmp_path / "l.png", title="rdfcil")
+    assert Image.open(tmp_path / "l.png").size[0] > 300
+    plots.training_curves([{"loss": [1.0]}, {}], tmp_path / "old.png")  # checkpoints from before terms
+    assert (tmp_path / "old.png").stat().st_size > 0
+
+
 def test_html_page_embeds_every_plot_and_the_table(tmp_path):
     doc = {"name": "default", "dataset": "cifar100", "n_tasks": 2, "seed": 0,
            "methods": {"abd": {"a_n": 41.25, "omega": 80.0, "old_acc": 22.0, "new_acc": 60.5,
@@ -47,7 +57,7 @@ def test_html_page_embeds_every_plot_and_the_table(tmp_path):
            "diagnosis": {"abd": {"mid_real1_syn1": 0.53, "mid_real1_real2": 0.5, "mmd_real1_syn1": 0.04,
                                  "mmd_real1_real2": 0.01, "mid_dims_left_out": 3, "feature_dims": 64}}}
     io.write_json(tmp_path / "metrics.json", doc)
-    pngs = ["eval/accuracy_per_task.png", "eval/abd/accuracy_matrix.png", "eval/mid.png",
+    pngs = ["eval/accuracy_per_task.png", "eval/abd/accuracy_matrix.png", "eval/abd/training_losses.png", "eval/mid.png",
             "generators/abd/samples_task_2.png", "generators/abd/losses_task_2.png"]
     for rel in pngs:
         plots.accuracy_heatmap(np.array([[70.0, np.nan], [20.0, 60.0]]), tmp_path / rel)
