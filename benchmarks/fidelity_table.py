@@ -4,6 +4,9 @@
     python benchmarks/fidelity_table.py --reference outputs/reference   # -> benchmarks/reference-proxy.csv
     dfcil run --preset fidelity-proxy -S seed=S -S train_seed=T --out outputs/proxy/sS-tT   # T = 0, 1, 2
     python benchmarks/fidelity_table.py outputs/proxy/*       # our mean ± std beside the checked-in reference
+
+A run trained only through task 1 counts for the task-1 cells once `dfcil evaluate --first-task` (same
+preset and -S flags, same --out) has written its eval/first_task.json.
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", "-t", type=int, required=True)
     p = sub.add_parser("evaluate", help="accuracy matrices, A_N, Ω, forgetting, plots, tables")
     _common(p)
+    p.add_argument("--first-task", action="store_true",
+                   help="only θ(1)'s task-1 accuracy per method (before later tasks exist): eval/first_task.json")
     p = sub.add_parser("report", help="print the metrics of an evaluated output directory")
     _common(p)
     p = sub.add_parser("config", help="print the resolved config as YAML (a complete params.yaml)")
@@ -275,6 +277,9 @@ def dispatch(args: argparse.Namespace) -> int:
         stages.synthesize(cfg, args.method, args.task, out)
     elif args.command == "train":
         stages.train(cfg, args.method, args.task, out)
+    elif args.command == "evaluate" and args.first_task:
+        for method, acc in stages.first_task_accuracy(cfg, out).items():
+            print(f"{method:<16} task-1 accuracy {acc:.2f}")
     elif args.command == "evaluate":
         stages.evaluate(cfg, out)
         print(_report(out))

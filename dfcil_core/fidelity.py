@@ -43,12 +43,19 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
 
 
 def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
-    """One row per (output directory, method) of evaluated dfcil runs."""
+    """One row per (output directory, method) of evaluated dfcil runs; a run evaluated only at task 1
+    (`dfcil evaluate --first-task`, eval/first_task.json) gives its task-1 accuracy, the rest NaN."""
     rows = []
     for out in out_dirs:
-        metrics_file = out / "metrics.json"
+        metrics_file, first_task = out / "metrics.json", out / "eval" / "first_task.json"
+        if not metrics_file.is_file() and first_task.is_file():
+            doc = io.read_json(first_task)
+            rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
+                      "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan}
+                     for m, acc in doc["task1_acc"].items()]
+            continue
         if not metrics_file.is_file():
-            raise DfcilError(f"{out}: no metrics.json (evaluate the run first)")
+            raise DfcilError(f"{out}: no metrics.json (evaluate the run first, or `dfcil evaluate --first-task`)")
         doc = io.read_json(metrics_file)
         train_seed = doc.get("train_seed", doc["seed"])
         for method, summary in doc["methods"].items():
@@ -67,6 +74,9 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         ref = reference[(reference.method == method) & (reference.seed == seed)]
         for metric in METRICS:
             vals = g[metric].to_numpy(float)
+            vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
+            if len(vals) == 0:
+                continue
             mean = float(vals.mean())
             std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
@@ -84,10 +94,13 @@ def markdown(table: pd.DataFrame) -> str:
     for (method, seed), g in table.groupby(["method", "seed"], sort=True):
         cells = []
         for metric in METRICS:
+            if not (g.metric == metric).any():
+                cells.append("not run")
+                continue
             r = g[g.metric == metric].iloc[0]
             std = "" if np.isnan(r.ours_std) else f" ± {r.ours_std:.1f}"
             ref = "not run" if np.isnan(r.reference) else f"{r.reference:.1f}"
             mark = "" if r["pass"] is None else (" ✓" if r["pass"] else " ✗")
             cells.append(f"{r.ours_mean:.1f}{std} / {ref}{mark}")
-        lines.append(f"| {method} | {seed} | {int(g.runs.iloc[0])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {seed} | {int(g.runs.max())} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

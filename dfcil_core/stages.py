@@ -258,6 +258,34 @@ def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, t
     return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), seconds, histories
 
 
+def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, float]:
+    """Task-1 test accuracy (%) of θ(1) for every method whose θ(1) exists: the first cell of the
+    accuracy matrix, readable before the later tasks are trained (a task-1 fidelity check costs one
+    task). Writes `eval/first_task.json` ({method: accuracy}); methods that share θ(1) share a value."""
+    lay = Layout(out)
+    meta = _read_split(cfg, lay)
+    device = configure(cfg.runtime)
+    arrays = _task_arrays(lay, 1)
+    test = to_device(arrays["test_x"], arrays["test_y"], device)
+    seen = _seen(meta, 1)[1]
+    by_lineage: dict[str, float] = {}
+    result: dict[str, float] = {}
+    for m in methods or cfg.methods:
+        path = lay.model(m, 1)
+        if not path.exists():
+            continue
+        if lineage(m, 1) not in by_lineage:
+            what = f"θ(1) of {m}"
+            model = _load_model(path, cfg, model_hash(cfg, m, 1), what, device, seen)
+            by_lineage[lineage(m, 1)] = accuracy_row(model, [test], seen, cfg, device)[0]
+        result[m] = by_lineage[lineage(m, 1)]
+    if not result:
+        raise DfcilError(f"{out}: no θ(1) of {', '.join(methods or cfg.methods)} to evaluate; train task 1 first")
+    io.write_json(lay.eval_dir() / "first_task.json", {"seed": cfg.seed, "train_seed": cfg.training_seed,
+                                                       "task1_acc": result})
+    return result
+
+
 def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
                       meta: dict[str, Any], n: int = 500) -> dict[str, float]:
     """Section 5 / Appendix B after task 2: MID and MMD between θ(2)'s penultimate features of

@@ -55,3 +55,21 @@ def test_markdown_says_not_run(tmp_path):
     ref = pd.DataFrame(columns=fidelity.COLUMNS)
     text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), ref))
     assert "| lwf | 1 | 1 |" in text and "not run" in text and "✗" not in text
+
+
+def test_runs_evaluated_at_task_1_only_fill_the_task1_cell(tmp_path):
+    # `dfcil evaluate --first-task` writes eval/first_task.json: θ(1) is judged before task 2 exists.
+    for t, acc in enumerate([72.0, 74.0, 73.0]):
+        io.write_json(tmp_path / str(t) / "eval" / "first_task.json",
+                      {"seed": 0, "train_seed": t, "task1_acc": {"abd": acc, "base": acc - 4}})
+    ours = fidelity.dfcil_rows([tmp_path / str(t) for t in range(3)])
+    assert len(ours) == 6 and ours.a_n.isna().all()
+    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 70.0,
+                         "old_acc": 46.9, "new_acc": 50.4, "a_n": 48.65}])
+    table = fidelity.compare(ours, ref)
+    assert set(table.metric) == {"task1_acc"}  # no later cells to compare
+    abd = table[table.method == "abd"].iloc[0]
+    assert abd.ours_mean == pytest.approx(73.0) and abd.runs == 3 and abd["pass"]  # 3.0 away, band 3
+    text = fidelity.markdown(table)
+    assert "| abd | 0 | 3 | 73.0 ± 1.0 / 70.0 ✓ | not run | not run | not run |" in text
+    assert "| base | 0 | 3 | 69.0 ± 1.0 / not run |" in text

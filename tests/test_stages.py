@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -42,6 +43,7 @@ def test_run_writes_every_contracted_output(tiny_run):
         a = AccuracyMatrix.from_dict(json.loads((out / "eval" / m / "accuracy_matrix.json").read_text()))
         assert a.values.shape == (2, 2)
         assert (out / "eval" / m / "accuracy_matrix.png").stat().st_size > 1000
+        assert (out / "eval" / m / "training_losses.png").stat().st_size > 1000
     assert (out / "models" / "ce" / "task_1.pt").is_file()  # θ(1) shared by the CE methods
     assert not (out / "models" / "base" / "task_1.pt").exists()
     assert (out / "generators" / "ce" / "task_2.pt").is_file()  # generator shared too
@@ -65,6 +67,29 @@ def test_run_writes_every_contracted_output(tiny_run):
     # one flat metrics file per method (DVC rows), and the HTML page
     assert set(json.loads((out / "metrics" / "abd.json").read_text())) >= {"a_n", "old_acc", "new_acc"}
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 5
+
+
+def test_checkpoints_keep_the_loss_terms_per_epoch(tiny_run):
+    out, _ = tiny_run
+    history = io.load_torch(artifacts.Layout(out).model("abd", 2))["history"]
+    assert set(history["terms"]) == {"local_ce", "ft_ce", "feature_kd"}
+    for e, loss in enumerate(history["loss"]):
+        assert sum(v[e] for v in history["terms"].values()) == pytest.approx(loss, rel=1e-4)
+
+
+def test_first_task_accuracy_is_the_first_matrix_cell(tiny_run):
+    out, _ = tiny_run
+    cfg = tiny_cfg()
+    acc = stages.first_task_accuracy(cfg, out)
+    assert set(acc) == set(cfg.methods)
+    for m in cfg.methods:
+        a = AccuracyMatrix.from_dict(json.loads((out / "eval" / m / "accuracy_matrix.json").read_text()))
+        assert acc[m] == a.values[0, 0]
+    assert json.loads((out / "eval" / "first_task.json").read_text())["task1_acc"] == acc
+    split_only = out.parent / (out.name + "-split-only")  # the run's split, no model yet
+    shutil.copytree(out / "split", split_only / "split", dirs_exist_ok=True)
+    with pytest.raises(DfcilError, match=r"no θ\(1\) of abd to evaluate; train task 1 first"):
+        stages.first_task_accuracy(cfg, split_only, ["abd"])
 
 
 def test_same_seed_gives_identical_accuracy_matrices(tiny_run, tmp_path):
