@@ -94,7 +94,7 @@ def training_curves(histories: list[dict], path: str | Path, title: str = "") ->
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch (across tasks)")
     ax.set_ylabel("loss (mean per epoch)")
-    if any(line.get_ydata().size and np.nanmax(line.get_ydata()) > 0 for line in ax.lines):
+    if any(np.isfinite(drawn.get_ydata()).any() for drawn in ax.lines):  # line() keeps only values > 0
         ax.set_yscale("log")  # terms differ by orders of magnitude; zeros are left out
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: curves stay visible
     ax.set_title(title, fontsize=9)

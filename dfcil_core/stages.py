@@ -84,6 +84,15 @@ def _task_arrays(lay: Layout, task: int) -> dict[str, np.ndarray]:
     return io.load_npz(lay.task_file(task))
 
 
+def _test_sets(lay: Layout, tasks: int, device: torch.device) -> list[TaskData]:
+    """The test data of tasks 1..`tasks`, on the device."""
+    sets = []
+    for t in range(1, tasks + 1):
+        a = _task_arrays(lay, t)
+        sets.append(to_device(a["test_x"], a["test_y"], device))
+    return sets
+
+
 def _seen(meta: dict[str, Any], task: int) -> tuple[int, int]:
     blocks = meta["task_positions"]
     past = sum(len(b) for b in blocks[: task - 1])
@@ -265,8 +274,7 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
     lay = Layout(out)
     meta = _read_split(cfg, lay)
     device = configure(cfg.runtime)
-    arrays = _task_arrays(lay, 1)
-    test = to_device(arrays["test_x"], arrays["test_y"], device)
+    test = _test_sets(lay, 1, device)[0]
     seen = _seen(meta, 1)[1]
     by_lineage: dict[str, float] = {}
     result: dict[str, float] = {}
@@ -331,10 +339,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     lay = Layout(out)
     meta = _read_split(cfg, lay)
     device = configure(cfg.runtime)
-    tests = []
-    for t in range(1, cfg.data.n_tasks + 1):
-        a = _task_arrays(lay, t)
-        tests.append(to_device(a["test_x"], a["test_y"], device))
+    tests = _test_sets(lay, cfg.data.n_tasks, device)
     evaluated = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
     matrices = {m: a for m, (a, _, _) in evaluated.items()}
     wall = {m: s for m, (_, s, _) in evaluated.items()}

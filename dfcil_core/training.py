@@ -157,10 +157,10 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         seconds = time.perf_counter() - t0
         history["epoch"].append(epoch + 1)
         history["loss"].append(float(loss_sum) / counted)  # host syncs: once per epoch and term
-        for name, total in term_sums.items():  # a term missing from earlier epochs (a phase) pads with None
-            history["terms"].setdefault(name, [None] * (len(history["epoch"]) - 1)).append(float(total) / counted)
-        for values in history["terms"].values():
-            values.extend([None] * (len(history["epoch"]) - len(values)))
+        # A phase's own term is None in the other phase's epochs; first-seen order keeps the plot colours.
+        for name in [*history["terms"], *(k for k in term_sums if k not in history["terms"])]:
+            values = history["terms"].setdefault(name, [None] * (len(history["epoch"]) - 1))
+            values.append(float(term_sums[name]) / counted if name in term_sums else None)
         history["seconds"].append(seconds)
         history["images_per_s"].append(counted * bs / seconds if seconds > 0 else 0.0)
         if bar is not None:
