@@ -14,6 +14,7 @@ import pytest
 from dfcil_core import artifacts, cli, config, io, stages
 from dfcil_core.errors import DfcilError
 from dfcil_core.metrics import AccuracyMatrix
+from dfcil_core.presets import PRESETS
 
 TINY = ["data.num_classes=4", "data.train_per_class=24", "data.test_per_class=10", "synthesis.steps=3"]
 
@@ -150,6 +151,16 @@ def test_cli_bad_input_one_line_exit_2(args, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("dfcil: error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_config_for_all_its_methods(name):
+    # every method a preset lists must be runnable on its schedule (e.g. R-DFCIL's head-only phase
+    # must leave main-phase epochs): a preset that fails validation is a user's first error
+    cfg = config.load(preset=name)
+    assert cfg.name == name and cfg.methods
+    if "rdfcil" in cfg.methods:
+        assert all(cfg.train.epochs_for(t) > cfg.rdfcil.finetune_epochs for t in range(2, cfg.data.n_tasks + 1))
 
 
 def test_cli_missing_data_root(tmp_path, monkeypatch):
