@@ -43,26 +43,29 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
 
 
 def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
-    """One row per (output directory, method) of evaluated dfcil runs; a run evaluated only at task 1
-    (`dfcil evaluate --first-task`, eval/first_task.json) gives its task-1 accuracy, the rest NaN."""
+    """One row per (output directory, method) of evaluated dfcil runs. Methods evaluated only at task 1
+    (`dfcil evaluate --first-task`, eval/first_task.json) and absent from metrics.json give their task-1
+    accuracy, the rest NaN (a run may have finished some methods and stopped others after task 1)."""
     rows = []
     for out in out_dirs:
         metrics_file, first_task = out / "metrics.json", out / "eval" / "first_task.json"
-        if not metrics_file.is_file() and first_task.is_file():
+        if not metrics_file.is_file() and not first_task.is_file():
+            raise DfcilError(f"{out}: no metrics.json (evaluate the run first, or `dfcil evaluate --first-task`)")
+        done: set[str] = set()
+        if metrics_file.is_file():
+            doc = io.read_json(metrics_file)
+            train_seed = doc.get("train_seed", doc["seed"])
+            for method, summary in doc["methods"].items():
+                a = AccuracyMatrix.from_dict(io.read_json(out / "eval" / method / "accuracy_matrix.json"))
+                rows.append({"source": "dfcil", "method": method, "seed": doc["seed"], "train_seed": train_seed,
+                             "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
+                             "new_acc": summary["new_acc"], "a_n": summary["a_n"]})
+                done.add(method)
+        if first_task.is_file():
             doc = io.read_json(first_task)
             rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
                       "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan}
-                     for m, acc in doc["task1_acc"].items()]
-            continue
-        if not metrics_file.is_file():
-            raise DfcilError(f"{out}: no metrics.json (evaluate the run first, or `dfcil evaluate --first-task`)")
-        doc = io.read_json(metrics_file)
-        train_seed = doc.get("train_seed", doc["seed"])
-        for method, summary in doc["methods"].items():
-            a = AccuracyMatrix.from_dict(io.read_json(out / "eval" / method / "accuracy_matrix.json"))
-            rows.append({"source": "dfcil", "method": method, "seed": doc["seed"], "train_seed": train_seed,
-                         "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
-                         "new_acc": summary["new_acc"], "a_n": summary["a_n"]})
+                     for m, acc in doc["task1_acc"].items() if m not in done]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -88,8 +91,10 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The README table: one row per (method, seed), each metric as `ours (± std) / reference`."""
-    lines = ["| method | class-order seed | runs | " + " | ".join(f"{m}: ours / ref" for m in METRICS) + " |",
+    """The README table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
+    counts our runs behind the task-1 cell and behind the later cells (a run may stop after task 1)."""
+    lines = ["| method | class-order seed | runs (task 1 / all tasks) | "
+             + " | ".join(f"{m}: ours / ref" for m in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
     for (method, seed), g in table.groupby(["method", "seed"], sort=True):
         cells = []
@@ -102,5 +107,6 @@ def markdown(table: pd.DataFrame) -> str:
             ref = "not run" if np.isnan(r.reference) else f"{r.reference:.1f}"
             mark = "" if r["pass"] is None else (" ✓" if r["pass"] else " ✗")
             cells.append(f"{r.ours_mean:.1f}{std} / {ref}{mark}")
-        lines.append(f"| {method} | {seed} | {int(g.runs.max())} | " + " | ".join(cells) + " |")
+        runs = [int(g[g.metric == m].runs.max()) if (g.metric == m).any() else 0 for m in ("task1_acc", "a_n")]
+        lines.append(f"| {method} | {seed} | {runs[0]} / {runs[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -54,7 +54,7 @@ def test_markdown_says_not_run(tmp_path):
     _dfcil_run(tmp_path, 1, 1, "lwf", [[50.0], [5.0, 70.0]])
     ref = pd.DataFrame(columns=fidelity.COLUMNS)
     text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), ref))
-    assert "| lwf | 1 | 1 |" in text and "not run" in text and "✗" not in text
+    assert "| lwf | 1 | 1 / 1 |" in text and "not run" in text and "✗" not in text
 
 
 def test_runs_evaluated_at_task_1_only_fill_the_task1_cell(tmp_path):
@@ -71,5 +71,24 @@ def test_runs_evaluated_at_task_1_only_fill_the_task1_cell(tmp_path):
     abd = table[table.method == "abd"].iloc[0]
     assert abd.ours_mean == pytest.approx(73.0) and abd.runs == 3 and abd["pass"]  # 3.0 away, band 3
     text = fidelity.markdown(table)
-    assert "| abd | 0 | 3 | 73.0 ± 1.0 / 70.0 ✓ | not run | not run | not run |" in text
-    assert "| base | 0 | 3 | 69.0 ± 1.0 / not run |" in text
+    assert "| abd | 0 | 3 / 0 | 73.0 ± 1.0 / 70.0 ✓ | not run | not run | not run |" in text
+    assert "| base | 0 | 3 / 0 | 69.0 ± 1.0 / not run |" in text
+
+
+def test_a_run_with_both_files_adds_only_the_methods_metrics_json_lacks(tmp_path):
+    # a run that finished ABD's task 2 but stopped LwF after task 1: ABD from metrics.json (its first
+    # cell, not first_task.json's), LwF from first_task.json
+    _dfcil_run(tmp_path, 0, 0, "abd", [[71.0], [50.0, 54.0]])
+    io.write_json(tmp_path / "eval" / "first_task.json",
+                  {"seed": 0, "train_seed": 0, "task1_acc": {"abd": 99.0, "lwf": 66.0}})
+    rows = fidelity.dfcil_rows([tmp_path]).set_index("method")
+    assert sorted(rows.index) == ["abd", "lwf"]
+    assert rows.loc["abd", "task1_acc"] == 71.0 and rows.loc["abd", "a_n"] == pytest.approx(52.0)
+    assert rows.loc["lwf", "task1_acc"] == 66.0 and np.isnan(rows.loc["lwf", "a_n"])
+    text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), pd.DataFrame(columns=fidelity.COLUMNS)))
+    assert "| abd | 0 | 1 / 1 |" in text and "| lwf | 0 | 1 / 0 |" in text
+
+
+def test_a_run_without_either_file_is_named(tmp_path):
+    with pytest.raises(fidelity.DfcilError, match="no metrics.json"):
+        fidelity.dfcil_rows([tmp_path])
