@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dfcil_core import fidelity
+from dfcil_core.errors import DfcilError
 
 REFERENCE_CSV = Path(__file__).resolve().parent / "reference-proxy.csv"
 COMMAND = "bash benchmarks/reference_proxy.sh 2"
@@ -46,7 +47,11 @@ def main() -> int:
     if not a.runs:
         return 0
     reference = pd.read_csv(a.reference_csv)
-    table = fidelity.compare(fidelity.dfcil_rows(a.runs), reference)
+    try:
+        table = fidelity.compare(fidelity.dfcil_rows(a.runs), reference)
+    except DfcilError as err:  # one line, as every dfcil command reports bad input
+        print(f"fidelity_table: error: {err}", file=sys.stderr)
+        return 2
     print(fidelity.markdown(table))
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.2f")
