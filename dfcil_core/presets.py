@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Issue 12: the CPU proxy protocol that the authors' code also runs here (benchmarks/reference_proxy.sh):
     # CIFAR-100, 2 tasks x 10 classes, all images, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator
     # steps, batch 128. Vary `train_seed` for our spread at one class order (`seed`). R-DFCIL (issue 16)
-    # runs on it too, its head-only phase the last 2 of 10 epochs (the paper's 40 of 200, rounded up).
+    # runs on it too, its head-only phase the last 2 of 10 epochs (20 %, as 40 of 200 in its paper).
     "fidelity-proxy": {
         "name": "fidelity-proxy",
         "methods": ["abd", "rdfcil", "deepinversion", "lwf", "lwf_mc", "base"],
