@@ -92,11 +92,11 @@ def setup(ref) -> Setup:
     return s
 
 
-def _ref_learner(ref, cls, setup: Setup, seen: int, past: int, **over):
-    cfg = learner_config(HEADS, N, [list(range(PAST)), list(range(PAST, SEEN))], lr=0.0, **over)
+def _ref_learner(ref, cls, setup: Setup, seen: int, past: int, lr: float = 0.0, **over):
+    cfg = learner_config(HEADS, N, [list(range(PAST)), list(range(PAST, SEEN))], lr=lr, **over)
     L = cls(cfg)
     L.model = setup.ref_student
-    L.init_optimizer()  # lr 0: the step leaves the weights, the gradients stay in .grad
+    L.init_optimizer()  # lr 0 (the default): the step leaves the weights, the gradients stay in .grad
     L.valid_out_dim, L.last_valid_out_dim = seen, past
     L.data_weighting(SimpleNamespace(dw=False))
     if past:
@@ -205,19 +205,15 @@ def test_task1_ce_step_equals_reference_base(ref, setup):
     _assert_same(_our_step("base", setup, _cfg(), 1), loss, L.model)
 
 
-@pytest.mark.parametrize("method, ref_cls", [("base", "NormalNN"), ("abd", "AlwaysBeDreaming")])
-def test_task1_sgd_trajectory_follows_reference(ref, setup, method, ref_cls):
+@pytest.mark.parametrize("method, ref_module, ref_cls", [("base", "default", "NormalNN"),
+                                                         ("abd", "datafree", "AlwaysBeDreaming")])
+def test_task1_sgd_trajectory_follows_reference(ref, setup, method, ref_module, ref_cls):
     """Eight steps at lr 0.1 with momentum and weight decay through our optimiser and step function
     (`make_optimizer`, `train_step`: fused SGD) beside the reference's `update_model`: the one-step tests
     run at lr 0, so only this one sees the update rule, the momentum buffer and BN statistics over steps."""
     g = torch.Generator().manual_seed(7)
     batches = [(torch.randn(N, 3, 32, 32, generator=g), torch.randint(0, PAST, (N,), generator=g)) for _ in range(8)]
-    cls = getattr(ref.default if ref_cls == "NormalNN" else ref.datafree, ref_cls)
-    L = cls(learner_config(HEADS, N, [list(range(PAST)), list(range(PAST, SEEN))]))
-    L.model = setup.ref_student
-    L.init_optimizer()
-    L.valid_out_dim, L.last_valid_out_dim = PAST, 0
-    L.data_weighting(SimpleNamespace(dw=False))
+    L = _ref_learner(ref, getattr(getattr(ref, ref_module), ref_cls), setup, PAST, 0, lr=0.1)
     cfg = _cfg(train__lr=0.1, train__momentum=0.9, train__weight_decay=2e-4)
     student = _ours(setup.student_state, PAST).train()
     learner = learners.make_learner(method, cfg)
