@@ -36,12 +36,17 @@ def main() -> int:
         rows = fidelity.reference_rows(a.reference)
         rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
         rows["command"] = COMMAND
-        if a.reference_csv.is_file():  # a row measured earlier keeps its date
+        if a.reference_csv.is_file():
             old = pd.read_csv(a.reference_csv).set_index(["method", "seed"])
-            for i, r in rows.iterrows():
+            for i, r in rows.iterrows():  # a row measured earlier keeps its date
                 key = (r.method, r.seed)
                 if key in old.index and abs(old.loc[key, "a_n"] - round(r.a_n, 2)) < 1e-6:
                     rows.loc[i, "date"] = old.loc[key, "date"]
+            # rows of seeds this log root does not hold (run in an earlier checkout) are kept
+            fresh = set(zip(rows.method, rows.seed, strict=True))
+            kept = old.reset_index()[[k not in fresh for k in zip(old.index.get_level_values(0),
+                                                                    old.index.get_level_values(1), strict=True)]]
+            rows = pd.concat([kept, rows], ignore_index=True).sort_values(["method", "seed"], ignore_index=True)
         rows.to_csv(a.reference_csv, index=False, float_format="%.2f")
         print(f"{len(rows)} reference rows -> {a.reference_csv}")
     if not a.runs:

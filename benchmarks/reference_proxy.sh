@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Run the authors' code (../shared/reference, through cpu.py) on the CPU proxy protocol of the fidelity
 # table: CIFAR-100, 2 tasks x 10 classes, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator steps,
-# batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2).
-# Results: outputs/reference/<method>/results-acc/{global,pt}.yaml; `python benchmarks/reference_proxy.py`
-# turns them into benchmarks/reference-proxy.csv. Slow here (~1 h per seed for the five methods).
+# batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
+# FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv).
+# Results: outputs/reference/<method>/results-acc/{global,pt}.yaml; `python benchmarks/fidelity_table.py
+# --reference outputs/reference` merges them into benchmarks/reference-proxy.csv. Slow here (~1 h per
+# seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-2}
+FIRST=${2:-0}
 REF=${DFCIL_REFERENCE:-../shared/reference}
 DATA=${DFCIL_DATA_ROOT:-../shared/data}
 PY=${PYTHON:-.venv/bin/python}
@@ -27,6 +30,21 @@ for r in $(seq 1 "$REPEAT"); do
     out=outputs/reference/$m
     extra=()
     case $m in abd|deepinversion) extra=("${gen[@]}");; esac
+    if [ "$FIRST" -gt 0 ] && [ ! -f "$out/results-acc/global.yaml" ]; then
+      # The reference resumes at the trial count of its result files: give it FIRST placeholder (NaN)
+      # trials, which fidelity_table.py skips, so that it starts at class-order seed FIRST.
+      "$PY" - "$out" "$FIRST" <<'PY'
+import sys, pathlib, yaml
+out, first, tasks = pathlib.Path(sys.argv[1]), int(sys.argv[2]), 2
+nan = float("nan")
+for metric, keys in {"acc": ("global", "pt", "pt-local"), "mem": ("global",), "time": ("global",)}.items():
+    d = out / f"results-{metric}"
+    d.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        hist = [[nan] * first] * tasks if key == "global" else [[[nan] * first] * tasks] * tasks
+        (d / f"{key}.yaml").write_text(yaml.safe_dump({"history": hist}))
+PY
+    fi
     echo "== $(date -u +%FT%TZ) reference $m class-order seeds 0..$((r - 1))"
     # shellcheck disable=SC2086
     REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" "$REF/cpu.py" run_dfcil.py "${common[@]}" "${extra[@]}" \

@@ -26,7 +26,8 @@ MIN_POINTS, K_STD = 3.0, 2.0
 def reference_rows(log_root: Path) -> pd.DataFrame:
     """One row per (method, class-order seed) from the reference's `results-acc/pt.yaml` files.
 
-    pt.yaml's history[j][i][r] is the accuracy (%) on task j+1 after task i+1 in trial r.
+    pt.yaml's history[j][i][r] is the accuracy (%) on task j+1 after task i+1 in trial r; all-NaN
+    trials are placeholders and give no row.
     """
     rows = []
     for pt in sorted(log_root.glob("*/results-acc/pt.yaml")):
@@ -35,6 +36,8 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
         last = hist.shape[0] - 1
         for r in range(hist.shape[2]):
             a = hist[:, :, r]
+            if np.isnan(a).all():  # a placeholder trial (reference_proxy.sh started at a later seed)
+                continue
             old = float(a[:last, last].mean()) if last > 0 else float("nan")
             rows.append({"source": "reference", "method": method, "seed": r, "train_seed": r,
                          "task1_acc": float(a[0, 0]), "old_acc": old, "new_acc": float(a[last, last]),

@@ -92,3 +92,26 @@ def test_a_run_with_both_files_adds_only_the_methods_metrics_json_lacks(tmp_path
 def test_a_run_without_either_file_is_named(tmp_path):
     with pytest.raises(fidelity.DfcilError, match="no metrics.json"):
         fidelity.dfcil_rows([tmp_path])
+
+
+def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tmp_path):
+    """reference_proxy.sh FIRST: NaN trials before the first seed run; the merged CSV keeps the rows
+    of seeds measured in an earlier checkout (with their dates) and adds the new seed's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    nan = float("nan")
+    _reference_log(tmp_path / "ref", "base", [[[nan, nan], [nan, nan]], [[51.5, 0.0], [0.0, 56.4]]])
+    rows = fidelity.reference_rows(tmp_path / "ref")
+    assert list(rows.seed) == [1] and rows.iloc[0].a_n == pytest.approx(28.2)
+    csv = tmp_path / "reference-proxy.csv"
+    pd.DataFrame([{"source": "reference", "method": "base", "seed": 0, "train_seed": 0, "task1_acc": 67.8,
+                   "old_acc": 0.0, "new_acc": 65.9, "a_n": 32.95, "date": "2026-11-29", "command": "x"}]).to_csv(csv, index=False)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+    subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
+                   check=True, capture_output=True)
+    merged = pd.read_csv(csv)
+    assert list(zip(merged.method, merged.seed, strict=True)) == [("base", 0), ("base", 1)]
+    assert merged.iloc[0].date == "2026-11-29" and merged.iloc[0].a_n == 32.95
+    assert merged.iloc[1].a_n == pytest.approx(28.2)
