@@ -2,7 +2,8 @@
 # Run the authors' code (../shared/reference, through cpu.py) on the CPU proxy protocol of the fidelity
 # table: CIFAR-100, 2 tasks x 10 classes, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator steps,
 # batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
-# FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv).
+# FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv);
+# REFERENCE_METHODS="abd lwf" runs a subset.
 # Results: outputs/reference/<method>/results-acc/{global,pt}.yaml; `python benchmarks/fidelity_table.py
 # --reference outputs/reference` merges them into benchmarks/reference-proxy.csv. Slow here (~1 h per
 # seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume).
@@ -26,7 +27,7 @@ declare -A args=(
   [base]="--learner_type default --learner_name NormalNN"
 )
 for r in $(seq 1 "$REPEAT"); do
-  for m in abd deepinversion lwf lwf_mc base; do
+  for m in ${REFERENCE_METHODS:-abd deepinversion lwf lwf_mc base}; do
     out=outputs/reference/$m
     extra=()
     case $m in abd|deepinversion) extra=("${gen[@]}");; esac
