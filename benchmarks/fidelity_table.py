@@ -47,6 +47,7 @@ def main() -> int:
             kept = old.reset_index()[[k not in fresh for k in zip(old.index.get_level_values(0),
                                                                     old.index.get_level_values(1), strict=True)]]
             rows = pd.concat([kept, rows], ignore_index=True).sort_values(["method", "seed"], ignore_index=True)
+            rows = rows[[*fidelity.COLUMNS, "date", "command"]]
         rows.to_csv(a.reference_csv, index=False, float_format="%.2f")
         print(f"{len(rows)} reference rows -> {a.reference_csv}")
     if not a.runs:
