@@ -43,9 +43,7 @@ def main() -> int:
                 if key in old.index and abs(old.loc[key, "a_n"] - round(r.a_n, 2)) < 1e-6:
                     rows.loc[i, "date"] = old.loc[key, "date"]
             # rows of seeds this log root does not hold (run in an earlier checkout) are kept
-            fresh = set(zip(rows.method, rows.seed, strict=True))
-            kept = old.reset_index()[[k not in fresh for k in zip(old.index.get_level_values(0),
-                                                                    old.index.get_level_values(1), strict=True)]]
+            kept = old[~old.index.isin(list(zip(rows.method, rows.seed, strict=True)))].reset_index()
             rows = pd.concat([kept, rows], ignore_index=True).sort_values(["method", "seed"], ignore_index=True)
             rows = rows[[*fidelity.COLUMNS, "date", "command"]]
         rows.to_csv(a.reference_csv, index=False, float_format="%.2f")

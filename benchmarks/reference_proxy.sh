@@ -11,11 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-2}
 FIRST=${2:-0}
+TASKS=2
 REF=${DFCIL_REFERENCE:-../shared/reference}
 DATA=${DFCIL_DATA_ROOT:-../shared/data}
 PY=${PYTHON:-.venv/bin/python}
 common=(--dataset CIFAR100 --dataroot "$DATA" --gpuid -1 --workers 2 --train_aug --rand_split
-        --first_split_size 10 --other_split_size 10 --max_task 2 --schedule 7 9 10 --schedule_type decay
+        --first_split_size 10 --other_split_size 10 --max_task "$TASKS" --schedule 7 9 10 --schedule_type decay
         --batch_size 128 --optimizer SGD --lr 0.1 --momentum 0.9 --weight_decay 0.0002 --memory 0
         --model_name resnet32 --model_type resnet --overwrite 0)
 gen=(--gen_model_name CIFAR_GEN --gen_model_type generator --power_iters 500 --deep_inv_params 1e-3 5e1 1e-3 1e3 1)
@@ -34,15 +35,16 @@ for r in $(seq 1 "$REPEAT"); do
     if [ "$FIRST" -gt 0 ] && [ ! -f "$out/results-acc/global.yaml" ]; then
       # The reference resumes at the trial count of its result files: give it FIRST placeholder (NaN)
       # trials, which fidelity_table.py skips, so that it starts at class-order seed FIRST.
-      "$PY" - "$out" "$FIRST" <<'PY'
+      "$PY" - "$out" "$FIRST" "$TASKS" <<'PY'
 import sys, pathlib, yaml
-out, first, tasks = pathlib.Path(sys.argv[1]), int(sys.argv[2]), 2
+out, first, tasks = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 nan = float("nan")
 for metric, keys in {"acc": ("global", "pt", "pt-local"), "mem": ("global",), "time": ("global",)}.items():
     d = out / f"results-{metric}"
     d.mkdir(parents=True, exist_ok=True)
-    for key in keys:
-        hist = [[nan] * first] * tasks if key == "global" else [[[nan] * first] * tasks] * tasks
+    for key in keys:  # global: [task][trial]; pt, pt-local: [task][task][trial]
+        per_task = [[nan] * first for _ in range(tasks)]
+        hist = per_task if key == "global" else [[list(r) for r in per_task] for _ in range(tasks)]
         (d / f"{key}.yaml").write_text(yaml.safe_dump({"history": hist}))
 PY
     fi

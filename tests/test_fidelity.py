@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,10 +101,6 @@ def test_a_run_without_either_file_is_named(tmp_path):
 def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tmp_path):
     """reference_proxy.sh FIRST: NaN trials before the first seed run; the merged CSV keeps the rows
     of seeds measured in an earlier checkout (with their dates) and adds the new seed's."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     nan = float("nan")
     _reference_log(tmp_path / "ref", "base", [[[nan, nan], [nan, nan]], [[51.5, 0.0], [0.0, 56.4]]])
     rows = fidelity.reference_rows(tmp_path / "ref")
