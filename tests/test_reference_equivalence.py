@@ -7,6 +7,9 @@ task data; the same augmentation.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +17,7 @@ import pytest
 import torch
 
 from dfcil_core import config as config_mod
-from dfcil_core import data, learners, losses, training
+from dfcil_core import data, io, learners, losses, training
 from dfcil_core.learners import StepBatch
 from dfcil_core.models import Generator, IncrementalClassifier
 from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
@@ -452,3 +455,36 @@ def test_augmentation_distribution_matches_torchvision(ref, cifar):
         within = [float(v.reshape(len(imgs), draws).std(1).mean()) for v in (a, b, c)]
         assert within[0] == pytest.approx(within[1], rel=0.15)
         assert within[2] < 0.5 * within[1]  # without jitter it is far smaller: the check can tell
+
+
+def test_reference_start_puts_the_references_weights_under_our_metadata(ref, tmp_path):
+    """benchmarks/reference_start.py: the reference's θ(1) (head cut to our rows) and generator, our meta."""
+    torch.manual_seed(0)
+    theirs, their_gen = ref.resnet.resnet32(100), ref.generator.CIFAR_GEN()
+    ref_dir = tmp_path / "reference" / "task-1"
+    ref_dir.mkdir(parents=True)
+    torch.save(theirs.state_dict(), ref_dir / "class.pth")
+    torch.save(their_gen.state_dict(), ref_dir / "generator.pth")
+    src = tmp_path / "ours"
+    ours, our_gen = IncrementalClassifier("resnet32", 32, 10, 20), Generator()
+    meta = {"config_hash": "abc", "stage": "train"}
+    io.save_torch(src / "models/abd/task_1.pt", {"state_dict": ours.state_dict(), "num_classes": 10, "meta": meta})
+    io.save_torch(src / "generators/abd/task_2.pt", {"state_dict": our_gen.state_dict(), "meta": meta})
+    rng = np.random.default_rng(0)
+    io.save_npz(src / "split/task_2.npz", train_x=rng.integers(0, 256, (130, 3, 32, 32), dtype=np.uint8))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_start.py"
+    run = [sys.executable, str(script), str(src), str(tmp_path / "start"), "--reference", str(ref_dir)]
+    done = subprocess.run([*run, "--probe"], capture_output=True, text=True, check=True)
+    assert "first-step feature-KD" in done.stdout
+    model, gen = io.load_torch(tmp_path / "start/models/abd/task_1.pt"), io.load_torch(
+        tmp_path / "start/generators/abd/task_2.pt")
+    assert model["meta"] == meta and model["num_classes"] == 10 and gen["meta"] == meta
+    assert torch.equal(model["state_dict"]["head.weight"], theirs.last.weight[:20])
+    assert torch.equal(model["state_dict"]["features.stem.0.weight"], theirs.conv1.weight)
+    mapped = Generator()
+    mapped.load_state_dict(gen["state_dict"])
+    x = torch.randn(4, 1000)
+    with torch.no_grad():
+        assert torch.allclose(mapped.eval()(x), their_gen.eval()(x), atol=1e-6)
+    again = subprocess.run(run, capture_output=True, text=True)  # never overwrites what exists
+    assert again.returncode == 2 and "exists" in again.stderr

@@ -1,0 +1,94 @@
+"""Start our ABD task 2 from the reference's own θ(1) (and generator): does the gap sit in the loop or the start?
+
+    python benchmarks/reference_start.py outputs/proxy/s1-t1 outputs/proxy/s1-t1-refstart
+    dfcil train --preset fidelity-proxy -S seed=1 -S train_seed=1 --out outputs/proxy/s1-t1-refstart --method abd --task 2
+    dfcil evaluate --preset fidelity-proxy -S seed=1 -S train_seed=1 -S 'methods=[abd]' --out outputs/proxy/s1-t1-refstart
+
+`--theta-only` copies only θ(1), so that `dfcil synthesize ... --method abd --task 2` inverts our own
+generator from the reference's θ(1) first. The reference's run directory (`--reference`) is the
+`models/repeat-R/task-1` folder of `benchmarks/reference_proxy.sh` for the same class-order seed as
+the source run. The checkpoints keep our run's metadata (same config hashes), so the stages accept
+them; only the weights are the reference's, mapped with tests/reference_impl.py (its 100-row head cut
+to our run's rows). `--probe` prints, for both starts, the ABD feature-KD term at the first step of
+task 2 (a train-mode copy of θ(1) against θ(1) in eval mode, 128 real task-2 + 128 synthetic images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import reference_impl  # noqa: E402  (the one state-dict mapping, shared with the equivalence tests)
+
+from dfcil_core import io  # noqa: E402
+from dfcil_core.data import DeviceAugment  # noqa: E402
+from dfcil_core.models import Generator, IncrementalClassifier  # noqa: E402
+
+MODEL, GENERATOR = Path("models/abd/task_1.pt"), Path("generators/abd/task_2.pt")
+
+
+def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
+    model = reference_impl.resnet32_state(torch.load(ref_dir / "class.pth", map_location="cpu"))
+    model["head.weight"], model["head.bias"] = model["head.weight"][:head_rows], model["head.bias"][:head_rows]
+    gen = reference_impl.generator_state(torch.load(ref_dir / "generator.pth", map_location="cpu"))
+    return model, gen
+
+
+def first_step_kd(model_state: dict, gen_state: dict, split: Path, lambda_kd: float = 0.1) -> tuple[float, float]:
+    """ABD's feature-KD (Eq. 13, x lambda_kd) between a train-mode copy of θ(1) and θ(1): (real, synthetic)."""
+    rows = model_state["head.weight"].shape[0]
+    teacher = IncrementalClassifier("resnet32", 32, rows // 2, rows)
+    teacher.load_state_dict(model_state)
+    gen = Generator()
+    gen.load_state_dict(gen_state)
+    teacher.eval(), gen.eval()
+    d = np.load(split / "task_2.npz")
+    x_real = DeviceAugment("cifar100", 32, torch.device("cpu")).normalize(
+        torch.from_numpy(d["train_x"][torch.randperm(len(d["train_x"]), generator=torch.Generator().manual_seed(0))[:128]]))
+    with torch.no_grad():
+        x = torch.cat([x_real, gen.sample(128, torch.Generator().manual_seed(1))])
+        student = copy.deepcopy(teacher).train()
+        diff = ((student.forward_with_features(x)[1] - teacher.forward_with_features(x)[1])
+                @ teacher.head.weight[: rows // 2].t()).pow(2).sum(1)
+    kd = lambda_kd * diff / (rows // 2)
+    return kd[:128].mean().item(), kd[128:].mean().item()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", type=Path, help="our run (class order S, its split and ABD θ(1) / generator)")
+    p.add_argument("out", type=Path, help="new output directory for the reference-start run")
+    p.add_argument("--reference", type=Path, default=Path("outputs/reference/abd/models/repeat-2/task-1"))
+    p.add_argument("--theta-only", action="store_true", help="copy θ(1) only (invert our own generator from it)")
+    p.add_argument("--probe", action="store_true", help="print the first-step feature-KD of both starts")
+    a = p.parse_args()
+    ours_model, ours_gen = io.load_torch(a.source / MODEL), io.load_torch(a.source / GENERATOR)
+    rows = ours_model["state_dict"]["head.weight"].shape[0]
+    ref_model, ref_gen = reference_weights(a.reference, rows)
+    if a.probe:
+        for name, (m, g) in {"reference θ(1) + generator": (ref_model, ref_gen),
+                             f"ours ({a.source})": (ours_model["state_dict"], ours_gen["state_dict"])}.items():
+            real, syn = first_step_kd(m, g, a.source / "split")
+            print(f"{name}: first-step feature-KD {(real + syn) / 2:.3f} (real {real:.3f}, synthetic {syn:.3f})")
+    if a.out.exists():
+        print(f"reference_start: error: {a.out} exists (choose a new directory)", file=sys.stderr)
+        return 2
+    shutil.copytree(a.source / "split", a.out / "split")
+    ours_model["state_dict"] = ref_model
+    io.save_torch(a.out / MODEL, ours_model)
+    if not a.theta_only:
+        ours_gen["state_dict"] = ref_gen
+        io.save_torch(a.out / GENERATOR, ours_gen)
+    print(f"{a.out}: the reference's θ(1){'' if a.theta_only else ' and generator'} under our run's metadata")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
