@@ -1,8 +1,8 @@
 """Start our ABD task 2 from the reference's own θ(1) (and generator): does the gap sit in the loop or the start?
 
-    python benchmarks/reference_start.py outputs/proxy/s1-t1 outputs/proxy/s1-t1-refstart
-    dfcil train --preset fidelity-proxy -S seed=1 -S train_seed=1 --out outputs/proxy/s1-t1-refstart --method abd --task 2
-    dfcil evaluate --preset fidelity-proxy -S seed=1 -S train_seed=1 -S 'methods=[abd]' --out outputs/proxy/s1-t1-refstart
+    python benchmarks/reference_start.py outputs/proxy/s1-t1 outputs/diagnostics/s1-t1-refstart
+    dfcil train --preset fidelity-proxy -S seed=1 -S train_seed=1 --out outputs/diagnostics/s1-t1-refstart --method abd --task 2
+    dfcil evaluate --preset fidelity-proxy -S seed=1 -S train_seed=1 -S 'methods=[abd]' --out outputs/diagnostics/s1-t1-refstart
 
 `--theta-only` copies only θ(1), so that `dfcil synthesize ... --method abd --task 2` inverts our own
 generator from the reference's θ(1) first. The reference's run directory (`--reference`) is the
