@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference_impl  # noqa: E402  (the one state-dict mapping, shared with the equivalence tests)
 
-from dfcil_core import io  # noqa: E402
+from dfcil_core import io, losses  # noqa: E402
+from dfcil_core.config import AbdConfig  # noqa: E402
 from dfcil_core.data import DeviceAugment  # noqa: E402
 from dfcil_core.models import Generator, IncrementalClassifier  # noqa: E402
 
@@ -41,24 +42,24 @@ def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
     return model, gen
 
 
-def first_step_kd(model_state: dict, gen_state: dict, split: Path, lambda_kd: float = 0.1) -> tuple[float, float]:
+def first_step_kd(model_state: dict, past: int, gen_state: dict, split: Path,
+                  lambda_kd: float = AbdConfig().lambda_kd) -> tuple[float, float]:
     """ABD's feature-KD (Eq. 13, x lambda_kd) between a train-mode copy of θ(1) and θ(1): (real, synthetic)."""
-    rows = model_state["head.weight"].shape[0]
-    teacher = IncrementalClassifier("resnet32", 32, rows // 2, rows)
+    teacher = IncrementalClassifier("resnet32", 32, past, model_state["head.weight"].shape[0])
     teacher.load_state_dict(model_state)
+    teacher.eval()
     gen = Generator()
     gen.load_state_dict(gen_state)
-    teacher.eval(), gen.eval()
+    gen.eval()
     d = np.load(split / "task_2.npz")
     x_real = DeviceAugment("cifar100", 32, torch.device("cpu")).normalize(
         torch.from_numpy(d["train_x"][torch.randperm(len(d["train_x"]), generator=torch.Generator().manual_seed(0))[:128]]))
     with torch.no_grad():
         x = torch.cat([x_real, gen.sample(128, torch.Generator().manual_seed(1))])
         student = copy.deepcopy(teacher).train()
-        diff = ((student.forward_with_features(x)[1] - teacher.forward_with_features(x)[1])
-                @ teacher.head.weight[: rows // 2].t()).pow(2).sum(1)
-    kd = lambda_kd * diff / (rows // 2)
-    return kd[:128].mean().item(), kd[128:].mean().item()
+        s, t, w_old = student.forward_with_features(x)[1], teacher.forward_with_features(x)[1], teacher.head.weight[:past]
+        return tuple(lambda_kd * losses.importance_weighted_feature_kd(s[half], t[half], w_old).item()
+                     for half in (slice(None, 128), slice(128, None)))
 
 
 def main() -> int:
@@ -75,7 +76,7 @@ def main() -> int:
     if a.probe:
         for name, (m, g) in {"reference θ(1) + generator": (ref_model, ref_gen),
                              f"ours ({a.source})": (ours_model["state_dict"], ours_gen["state_dict"])}.items():
-            real, syn = first_step_kd(m, g, a.source / "split")
+            real, syn = first_step_kd(m, ours_model["num_classes"], g, a.source / "split")
             print(f"{name}: first-step feature-KD {(real + syn) / 2:.3f} (real {real:.3f}, synthetic {syn:.3f})")
     if a.out.exists():
         print(f"reference_start: error: {a.out} exists (choose a new directory)", file=sys.stderr)
