@@ -56,9 +56,14 @@ class Layout:
 
 def _train_common(cfg: Config) -> dict[str, Any]:
     t = cfg.train
-    return {"lr": t.lr, "momentum": t.momentum, "wd": t.weight_decay, "bs": t.batch_size,
-            "milestones": t.milestones, "gamma": t.gamma, "train_seed": cfg.training_seed,
-            "color_jitter": cfg.data.color_jitter, "shortcut": cfg.model.shortcut}
+    parts = {"lr": t.lr, "momentum": t.momentum, "wd": t.weight_decay, "bs": t.batch_size,
+             "milestones": t.milestones, "gamma": t.gamma, "train_seed": cfg.training_seed,
+             "color_jitter": cfg.data.color_jitter, "shortcut": cfg.model.shortcut}
+    # Spare head rows only when there are any: models made with a head over the run's classes
+    # (before `model.head_size` existed) keep their hashes, and stay valid under head_size = classes.
+    if cfg.head_rows != cfg.total_classes:
+        parts["head_rows"] = cfg.head_rows
+    return parts
 
 
 def generator_hash(cfg: Config, method: str, task: int) -> str:

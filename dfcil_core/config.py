@@ -44,6 +44,10 @@ class ModelConfig(_Strict):
     arch: Literal["resnet32", "resnet18"] = "resnet32"
     # Downsampling shortcut: "A" parameter-free (the authors' ResNet-32), "B" 1x1 conv + BN.
     shortcut: Literal["A", "B"] = "A"
+    # Head rows. null: one row per class of the dataset (CIFAR-100: 100), as the authors' code,
+    # also when a run learns fewer (a 2-task proxy); rows of unseen classes exist from the start.
+    # An int (>= the run's classes) sizes it yourself, e.g. the run's class count.
+    head_size: int | None = Field(None, ge=1)
 
 
 class TrainConfig(_Strict):
@@ -181,6 +185,14 @@ class Config(_Strict):
             raise DfcilError("data.num_classes: required for the imagefolder dataset")
         return full
 
+    @property
+    def head_rows(self) -> int:
+        """Rows of the classifier head: `model.head_size`, else the dataset's class count (the run's
+        for imagefolder, whose dataset size is known only from its files)."""
+        if self.model.head_size is not None:
+            return self.model.head_size
+        return {"cifar100": 100, "cifar10": 10}.get(self.data.dataset, self.total_classes)
+
     def task_sizes(self) -> list[int]:
         """Classes per task: equal tasks, optionally after a larger first task."""
         c, n, first = self.total_classes, self.data.n_tasks, self.data.first_task_classes
@@ -221,6 +233,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
     except ValidationError as err:
         raise DfcilError(f"invalid config: {_format_error(err)}") from None
     cfg.task_sizes()  # raises if the tasks do not divide the classes
+    if cfg.head_rows < cfg.total_classes:
+        raise DfcilError(f"model.head_size: {cfg.head_rows} rows cannot hold the run's {cfg.total_classes} classes")
     return cfg
 
 

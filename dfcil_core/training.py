@@ -34,10 +34,10 @@ class TaskData:
 
 
 def new_classifier(cfg: Config, num_classes: int, head_size: int | None = None) -> IncrementalClassifier:
-    """The configured classifier with `num_classes` live classes and a head over every class of
-    the run (the authors' single 100-way head), unless `head_size` says otherwise."""
+    """The configured classifier with `num_classes` live classes and `cfg.head_rows` head rows (the
+    authors' single 100-way head on CIFAR-100), unless `head_size` says otherwise."""
     return IncrementalClassifier(cfg.model.arch, cfg.data.image_size, num_classes,
-                                 cfg.total_classes if head_size is None else head_size, cfg.model.shortcut)
+                                 cfg.head_rows if head_size is None else head_size, cfg.model.shortcut)
 
 
 def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:

@@ -63,6 +63,8 @@ def test_run_writes_every_contracted_output(tiny_run):
     # ABD has its own θ(1) and generator (the authors' task 1: CE over every head row)
     assert (out / "models" / "abd" / "task_1.pt").is_file() and (out / "generators" / "abd" / "task_2.pt").is_file()
     meta = io.load_torch(lay.model("abd", 2))["meta"]
+    # one head row per CIFAR-100 class, as the authors' code, though the run learns 4
+    assert io.load_torch(lay.model("abd", 2))["state_dict"]["head.weight"].shape == (100, 64)
     assert meta["config_hash"] == artifacts.model_hash(cfg, "abd", 2) and meta["seed"] == 0
     assert "models/abd/task_1.pt" in meta["inputs"] and "generators/abd/task_2.pt" in meta["inputs"]
     # one flat metrics file per method (DVC rows), and the HTML page
@@ -143,6 +145,7 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["run", "--preset", "tiny", "-S", "train.epochs=-1"], "train.epochs: Input should be greater than or equal to 1"),
     (["run", "--preset", "tiny", "-S", "train.lr=fast"], "train.lr: Input should be a valid number"),
     (["run", "--preset", "tiny", "-S", "train.epoch=3"], "train.epoch: unknown key"),
+    (["run", "--preset", "tiny", "-S", "model.head_size=3"], "model.head_size: 3 rows cannot hold the run's 4 classes"),
     (["run", "--preset", "nope"], "unknown preset 'nope'"),
     (["train", "--preset", "tiny", "--method", "ewc", "--task", "1"], "unknown method 'ewc'"),
 ])
@@ -161,6 +164,20 @@ def test_every_preset_is_a_valid_config_for_all_its_methods(name):
     assert cfg.name == name and cfg.methods
     if "rdfcil" in cfg.methods:
         assert all(cfg.train.epochs_for(t) > cfg.rdfcil.finetune_epochs for t in range(2, cfg.data.n_tasks + 1))
+
+
+def test_head_rows_default_to_the_dataset_and_enter_the_hash_only_when_spare():
+    cfg = tiny_cfg()
+    assert (cfg.total_classes, cfg.head_rows) == (4, 100)
+    assert config.load(preset="tiny", overrides=[*TINY, "data.dataset=cifar10"]).head_rows == 10
+    folder = config.load(preset="tiny", overrides=[*TINY, "data.dataset=imagefolder"])
+    assert folder.head_rows == 4  # an image folder's class count is the run's
+    run_sized = tiny_cfg("model.head_size=4")
+    assert run_sized.head_rows == 4
+    # a head over the run's classes (the layout before the key existed) hashes as it did then
+    assert "head_rows" not in artifacts._train_common(run_sized) and artifacts._train_common(cfg)["head_rows"] == 100
+    assert artifacts.model_hash(run_sized, "abd", 1) != artifacts.model_hash(cfg, "abd", 1)
+    assert artifacts.model_hash(tiny_cfg("model.head_size=100"), "abd", 1) == artifacts.model_hash(cfg, "abd", 1)
 
 
 def test_cli_missing_data_root(tmp_path, monkeypatch):
