@@ -115,7 +115,8 @@ class LwFMC(Learner):
         t_logits = None
         if b.teacher is not None:
             t_logits, _ = _teacher_forward(b.teacher, b.x_real, b.past)
-        return self.record("bce", losses.lwf_mc_loss(logits, b.y_real, b.past, t_logits))
+        return self.record("bce", losses.lwf_mc_loss(logits, b.y_real, b.past, t_logits,
+                                                     saturating=self.cfg.train.lwf_mc_bce == "reference"))
 
 
 class DeepInversion(Learner):

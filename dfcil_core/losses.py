@@ -60,15 +60,23 @@ def softmax_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 
 
 def lwf_mc_loss(logits: torch.Tensor, targets: torch.Tensor, past: int,
-                teacher_logits: torch.Tensor | None) -> torch.Tensor:
+                teacher_logits: torch.Tensor | None, saturating: bool = False) -> torch.Tensor:
     """iCaRL-style sigmoid loss without exemplars: BCE over all seen classes, with one-hot targets
     for the new classes and the old model's sigmoid outputs as targets for the past classes;
-    summed over classes, averaged over the batch (the authors' BCELoss(reduction='sum') / batch)."""
+    summed over classes, averaged over the batch (the authors' BCELoss(reduction='sum') / batch).
+
+    `saturating` computes it as the authors do, BCE on the sigmoid's *outputs*: where the sigmoid
+    rounds to 1 (a logit above ~17 in float32) or below 1e-12, PyTorch clamps the log at -100 and the
+    gradient vanishes, so a unit driven there early stays there. Otherwise BCE on the logits, whose
+    gradient (p - y) never vanishes."""
     seen = logits.shape[1]
     logits = upcast(logits)
     target = F.one_hot(targets, seen).to(logits.dtype)
     if past > 0 and teacher_logits is not None:
         target[:, :past] = torch.sigmoid(upcast(teacher_logits))
+    if saturating:
+        with torch.autocast(logits.device.type, enabled=False):  # binary_cross_entropy refuses autocast
+            return F.binary_cross_entropy(torch.sigmoid(logits), target, reduction="sum") / logits.shape[0]
     return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / logits.shape[0]
 
 

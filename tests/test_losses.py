@@ -61,6 +61,21 @@ def test_lwf_mc_loss():
     assert wider.item() == pytest.approx(expected + LN2, abs=1e-6)  # target 0 at logit 0: ln 2
 
 
+@pytest.mark.parametrize("saturating,loss,grad", [
+    # float32 logits [20, -30, 0], class 1 true. On the sigmoid's outputs (the authors' BCELoss):
+    # sigmoid(20) rounds to 1 -> log clamped at -100 -> term 100 and no gradient; sigmoid(-30) =
+    # 9.36e-14 -> term 30, and p(1-p) < 1e-12 clamps the denominator: gradient -p(1-p)/1e-12 = -0.0936.
+    (True, 100 + 30 + LN2, [0.0, -0.0935762, 0.5]),
+    (False, 20 + 30 + LN2, [1.0, -1.0, 0.5]),  # on the logits: (p - y), never vanishing
+])
+def test_lwf_mc_loss_saturating_as_the_authors_or_stable(saturating, loss, grad):
+    x = torch.tensor([[20.0, -30.0, 0.0]], requires_grad=True)
+    value = losses.lwf_mc_loss(x, torch.tensor([1]), past=0, teacher_logits=None, saturating=saturating)
+    value.backward()
+    assert value.item() == pytest.approx(loss, rel=1e-6)
+    assert x.grad[0].tolist() == pytest.approx(grad, rel=1e-5, abs=1e-7)
+
+
 def test_local_ce_uses_new_heads_only():
     # past = 1, seen = 3; the huge past logit is ignored; CE over [0, 0] = ln2, weight of a new
     # class = 1 - 1/3

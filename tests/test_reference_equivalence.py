@@ -255,16 +255,31 @@ def test_lwf_step(ref, setup):
     _assert_same(_our_step("lwf", setup, _cfg(), 2), loss, L.model)
 
 
-def test_lwf_mc_step(ref, setup):
+@pytest.mark.parametrize("bce", ["reference", "stable"])  # equal away from saturation (float64 here)
+def test_lwf_mc_step(ref, setup, bce):
     L = _ref_learner(ref, ref.kd.LWF_MC, setup, SEEN, PAST)
     loss, *_ = L.update_model(setup.x.clone(), setup.y2, setup.t_logits_real)
-    _assert_same(_our_step("lwf_mc", setup, _cfg(), 2), loss, L.model)
+    _assert_same(_our_step("lwf_mc", setup, _cfg(train__lwf_mc_bce=bce), 2), loss, L.model)
 
 
-def test_lwf_mc_task1_step(ref, setup):
+@pytest.mark.parametrize("bce", ["reference", "stable"])
+def test_lwf_mc_task1_step(ref, setup, bce):
     L = _ref_learner(ref, ref.kd.LWF_MC, setup, PAST, 0)
     loss, *_ = L.update_model(setup.x.clone(), setup.y1)
-    _assert_same(_our_step("lwf_mc", setup, _cfg(), 1), loss, L.model)
+    _assert_same(_our_step("lwf_mc", setup, _cfg(train__lwf_mc_bce=bce), 1), loss, L.model)
+
+
+def test_lwf_mc_saturated_outputs_lose_their_gradient_as_in_the_reference(ref):
+    """In float32 a logit of 20 rounds the sigmoid to 1: the reference's BCELoss on sigmoid outputs
+    gives that unit no gradient; `train.lwf_mc_bce: reference` reproduces it, `stable` does not."""
+    x = torch.tensor([[20.0, -30.0, 0.0, 3.0]])
+    y = torch.tensor([1])
+    theirs = x.clone().requires_grad_(True)
+    torch.nn.BCELoss(reduction="sum")(torch.sigmoid(theirs), ref.kd.get_one_hot(y, 4)).backward()  # its LWF_MC loss
+    for saturating in (True, False):
+        ours = x.clone().requires_grad_(True)
+        losses.lwf_mc_loss(ours, y, past=0, teacher_logits=None, saturating=saturating).backward()
+        assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6) is saturating
 
 
 def _replay_inputs(setup: Setup):
