@@ -83,7 +83,7 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
         if method in ("lwf", "lwf_syn", "deepinversion"):
             parts["kd_temperature"] = cfg.train.kd_temperature
             parts["mu"] = getattr(cfg.train, f"{method}_mu")
-        if method == "lwf_mc" and cfg.train.lwf_mc_bce != "stable":  # stable: artefacts made before the key
+        if method == "lwf_mc" and cfg.train.lwf_mc_bce != "stable":  # "stable" hashes as before the key existed
             parts["bce"] = cfg.train.lwf_mc_bce
         if method == "abd" and task > 1:  # ABD's task 1 is plain CE over every head row
             parts["abd"] = cfg.abd.model_dump()

@@ -64,8 +64,9 @@ class TrainConfig(_Strict):
     lwf_syn_mu: float = Field(0.1, ge=0)
     deepinversion_mu: float = Field(1.0, ge=0)
     # LwF.MC's BCE: "reference" on the sigmoid's float32 outputs as the authors' nn.BCELoss (the
-    # gradient vanishes where the sigmoid saturates), "stable" on the logits.
-    lwf_mc_bce: Literal["reference", "stable"] = "stable"
+    # gradient vanishes where the sigmoid saturates: units pushed there at lr 0.1 stay), "stable" on
+    # the logits. On the fidelity proxy only "reference" reproduces the authors' LwF.MC (README).
+    lwf_mc_bce: Literal["reference", "stable"] = "reference"
     # Per-task epoch overrides, e.g. {3: 50}: changing one re-runs only task >= 3 downstream.
     task_epochs: dict[int, int] = {}
     checkpoint_every: int = Field(10, ge=1)  # in-task checkpoint period (epochs)
