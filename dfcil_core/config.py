@@ -20,6 +20,7 @@ from dfcil_core.errors import DfcilError
 METHODS = ("base", "upper_bound", "lwf", "lwf_mc", "lwf_syn", "deepinversion", "abd", "rdfcil")
 PAPER_METHODS = METHODS[:7]  # the ABD paper's Table 1; R-DFCIL is opt-in
 DATASETS = ("cifar100", "cifar10", "imagefolder")
+DATASET_CLASSES = {"cifar100": 100, "cifar10": 10}  # an image folder's count is known from its files only
 
 
 class _Strict(BaseModel):
@@ -182,7 +183,7 @@ class Config(_Strict):
 
     @property
     def total_classes(self) -> int:
-        full = {"cifar100": 100, "cifar10": 10}.get(self.data.dataset)
+        full = DATASET_CLASSES.get(self.data.dataset)
         if self.data.num_classes is not None:
             return self.data.num_classes
         if full is None:
@@ -195,7 +196,7 @@ class Config(_Strict):
         for imagefolder, whose dataset size is known only from its files)."""
         if self.model.head_size is not None:
             return self.model.head_size
-        return {"cifar100": 100, "cifar10": 10}.get(self.data.dataset, self.total_classes)
+        return DATASET_CLASSES.get(self.data.dataset, self.total_classes)
 
     def task_sizes(self) -> list[int]:
         """Classes per task: equal tasks, optionally after a larger first task."""
@@ -237,6 +238,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
     except ValidationError as err:
         raise DfcilError(f"invalid config: {_format_error(err)}") from None
     cfg.task_sizes()  # raises if the tasks do not divide the classes
+    full = DATASET_CLASSES.get(cfg.data.dataset)
+    if full is not None and cfg.total_classes > full:
+        raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {cfg.data.dataset}")
     if cfg.head_rows < cfg.total_classes:
         raise DfcilError(f"model.head_size: {cfg.head_rows} rows cannot hold the run's {cfg.total_classes} classes")
     return cfg

@@ -27,6 +27,10 @@ def test_split_partitions_the_classes(seed, n_classes, n_tasks):
         with pytest.raises(DfcilError, match="do not divide"):
             config.from_dict(raw)
         return
+    if n_classes > 100:  # named at config time, before any data is read
+        with pytest.raises(DfcilError, match=f"data.num_classes: {n_classes} > the 100 classes of cifar100"):
+            config.from_dict(raw)
+        return
     cfg = config.from_dict(raw)
     blocks = data.task_class_blocks(cfg.task_sizes())
     assert len(blocks) == n_tasks and all(len(b) == n_classes // n_tasks for b in blocks)

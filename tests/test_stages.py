@@ -145,6 +145,7 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["run", "--preset", "tiny", "-S", "train.epochs=-1"], "train.epochs: Input should be greater than or equal to 1"),
     (["run", "--preset", "tiny", "-S", "train.lr=fast"], "train.lr: Input should be a valid number"),
     (["run", "--preset", "tiny", "-S", "train.epoch=3"], "train.epoch: unknown key"),
+    (["run", "--preset", "tiny", "-S", "data.num_classes=120"], "data.num_classes: 120 > the 100 classes of cifar100"),
     (["run", "--preset", "tiny", "-S", "model.head_size=3"], "model.head_size: 3 rows cannot hold the run's 4 classes"),
     (["run", "--preset", "nope"], "unknown preset 'nope'"),
     (["train", "--preset", "tiny", "--method", "ewc", "--task", "1"], "unknown method 'ewc'"),
