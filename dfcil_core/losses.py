@@ -66,9 +66,9 @@ def lwf_mc_loss(logits: torch.Tensor, targets: torch.Tensor, past: int,
     summed over classes, averaged over the batch (the authors' BCELoss(reduction='sum') / batch).
 
     `saturating` computes it as the authors do, BCE on the sigmoid's *outputs*: where the sigmoid
-    rounds to 1 (a logit above ~17 in float32) or below 1e-12, PyTorch clamps the log at -100 and the
-    gradient vanishes, so a unit driven there early stays there. Otherwise BCE on the logits, whose
-    gradient (p - y) never vanishes."""
+    rounds to 1 (a logit above ~17 in float32) PyTorch clamps log(0) at -100 and the gradient is 0;
+    where p(1 - p) < 1e-12 (a logit below ~-28) it is damped; a unit driven there early stays there.
+    Otherwise BCE on the logits, whose gradient (p - y) never vanishes."""
     seen = logits.shape[1]
     logits = upcast(logits)
     target = F.one_hot(targets, seen).to(logits.dtype)
