@@ -62,9 +62,10 @@ def test_run_writes_every_contracted_output(tiny_run):
     assert row["gpu"] == "none" and row["device_class"].startswith(f"cpu {row['cpu_isa']} | ")
     # ABD has its own θ(1) and generator (the authors' task 1: CE over every head row)
     assert (out / "models" / "abd" / "task_1.pt").is_file() and (out / "generators" / "abd" / "task_2.pt").is_file()
-    meta = io.load_torch(lay.model("abd", 2))["meta"]
+    abd_t2 = io.load_torch(lay.model("abd", 2))
+    meta = abd_t2["meta"]
     # one head row per CIFAR-100 class, as the authors' code, though the run learns 4
-    assert io.load_torch(lay.model("abd", 2))["state_dict"]["head.weight"].shape == (100, 64)
+    assert abd_t2["state_dict"]["head.weight"].shape == (100, 64)
     assert meta["config_hash"] == artifacts.model_hash(cfg, "abd", 2) and meta["seed"] == 0
     assert "models/abd/task_1.pt" in meta["inputs"] and "generators/abd/task_2.pt" in meta["inputs"]
     # one flat metrics file per method (DVC rows), and the HTML page
