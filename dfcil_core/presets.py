@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores. 2 tasks x 2 classes with all 500 images per class (fewer classes per task, not fewer
     # images: a ResNet-32 from scratch needs the steps), 6 epochs at batch 32, 60 inversion steps.
     # lr: the paper's 0.1 at batch 128 scaled linearly to batch 32 (at 0.1, task 1 of two classes
-    # ends anywhere between 61 and 94 %). Head: the run's 4 classes; with CIFAR-100's 100 rows ABD's
+    # ends anywhere between 61.5 and 93.5 %). Head: the run's 4 classes; with CIFAR-100's 100 rows ABD's
     # all-rows task-1 CE and FT-CE span 96 classes this run never sees.
     # Measured on seeds 0-4: README "What you should see" and "Regression benchmarking".
     "default": {
