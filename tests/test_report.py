@@ -98,3 +98,30 @@ def test_story_checks_name_what_fails():
     assert [t for t, ok in story_checks(doc) if not ok] == ["MID(real t1, synthetic t1): DeepInversion 3.90 > ABD 4.00"]
     del doc["methods"]["abd"], doc["diagnosis"]  # only statements about methods that ran
     assert [t for t, _ in story_checks(doc)][0].startswith("Base forgets") and len(story_checks(doc)) == 3
+
+
+def test_story_table_prints_one_row_per_run_and_the_mean(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "story_table.py"
+    spec = importlib.util.spec_from_file_location("story_table", path)
+    story_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(story_table)
+    runs = []
+    for seed, (abd_a_n, abd_mid) in enumerate([(40.0, 0.5), (20.0, 4.0)]):
+        doc = _doc(abd__a_n=abd_a_n)
+        doc["diagnosis"]["abd"]["mid_real1_syn1"] = abd_mid
+        for m in doc["methods"].values():
+            m.setdefault("new_acc", 50.0)
+        doc.update(seed=0, train_seed=seed)
+        io.write_json(tmp_path / f"t{seed}" / "metrics.json", doc)
+        runs.append(str(tmp_path / f"t{seed}"))
+    story_table.main(runs)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ("| 0 | 60.0 | 30.0 | 33.0 | **40.0** | 25.0 / 50.0 | 8.0 | 0.0 | 3.90 / 0.50 | 100.0 "
+                        "| 7 of 7 |")
+    # Seed 1: ABD 20.0 is below DeepInversion (33.0) and Base (30.0), and its MID 4.00 above DI's 3.90.
+    assert lines[3].endswith("| 4 of 7 (not: ABD > deepinversion; ABD > base; MID(real t1, synthetic t1)) |")
+    # Means over the two runs; ABD's std = |40 - 20| / sqrt(2).
+    assert lines[4].startswith("| mean ± std | 60.0 ± 0.0 | 30.0 ± 0.0 | 33.0 ± 0.0 | **30.0 ± 14.1** |")
