@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
@@ -9,6 +10,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
+_PRINT = builtins.print
+
+
+@pytest.fixture(autouse=True)
+def _restore_print():
+    """kfp.local wraps `builtins.print` in an indenting function for each task and restores it in a
+    `finally`; its ParallelFor runs tasks on a thread pool, so overlapping wrap/restore pairs can leave
+    an indenting print behind (kfp 2.14, logging_utils.indented_print). Undo that after every test so
+    a later test's printed output is not shifted by four spaces."""
+    yield
+    builtins.print = _PRINT
 
 
 @pytest.fixture(scope="session")
