@@ -4,7 +4,7 @@
 # batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
 # FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv);
 # REFERENCE_METHODS="abd lwf" runs a subset.
-# Results: outputs/reference/<method>/results-acc/{global,pt}.yaml; `python benchmarks/fidelity_table.py
+# Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT defaults to outputs/reference); `python benchmarks/fidelity_table.py
 # --reference outputs/reference` merges them into benchmarks/reference-proxy.csv. Slow here (~1 h per
 # seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume).
 set -euo pipefail
@@ -15,6 +15,8 @@ TASKS=2
 REF=${DFCIL_REFERENCE:-../shared/reference}
 DATA=${DFCIL_DATA_ROOT:-../shared/data}
 PY=${PYTHON:-.venv/bin/python}
+OUT_ROOT=${REFERENCE_OUT:-outputs/reference}
+mkdir -p "$OUT_ROOT"
 common=(--dataset CIFAR100 --dataroot "$DATA" --gpuid -1 --workers 2 --train_aug --rand_split
         --first_split_size 10 --other_split_size 10 --max_task "$TASKS" --schedule 7 9 10 --schedule_type decay
         --batch_size 128 --optimizer SGD --lr 0.1 --momentum 0.9 --weight_decay 0.0002 --memory 0
@@ -29,7 +31,7 @@ declare -A args=(
 )
 for r in $(seq 1 "$REPEAT"); do
   for m in ${REFERENCE_METHODS:-abd deepinversion lwf lwf_mc base}; do
-    out=outputs/reference/$m
+    out=$OUT_ROOT/$m
     extra=()
     case $m in abd|deepinversion) extra=("${gen[@]}");; esac
     if [ "$FIRST" -gt 0 ] && [ ! -f "$out/results-acc/global.yaml" ]; then

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("benchmark", help="regression benchmarking: run profiles, compare with a baseline")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     p = bsub.add_parser("run", help="run profiles (presets or params files) and append rows to the table")
-    p.add_argument("profiles", nargs="+")
+    p.add_argument("profiles", nargs="*")
+    p.add_argument("--gate", action="store_true",
+                   help="the nightly gate's run: its profile with its methods and thread count (then -S)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
     p.add_argument("--table", default="benchmarks/results.csv")
     p.add_argument("--out", "-o", default="outputs/benchmarks")
@@ -162,7 +164,11 @@ def _benchmark(args: argparse.Namespace) -> int:
     from dfcil_core import benchmarking as bm
 
     if args.bench_command == "run":
-        df = bm.run_profiles(args.profiles, Path(args.out), args.overrides, Path(args.table))
+        if args.gate == bool(args.profiles):
+            raise DfcilError("benchmark run: give profiles or --gate, not both or neither")
+        profiles = [bm.GATE_PROFILE] if args.gate else args.profiles
+        overrides = [*bm.GATE_OVERRIDES, *args.overrides] if args.gate else args.overrides
+        df = bm.run_profiles(profiles, Path(args.out), overrides, Path(args.table))
         print(df[["run_id", "method", "seed", "train_seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
         if args.results:
             import io as _io

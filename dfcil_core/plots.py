@@ -160,7 +160,8 @@ def grouped_bars(groups: dict[str, dict[str, float]], path: str | Path, ylabel: 
     ax.set_yscale(scale)
     ax.set_xticks(np.arange(len(names)) + width * (len(labels) - 1) / 2, names)
     ax.set_ylabel(ylabel + (" (log scale)" if scale == "log" else ""))
-    ax.legend(fontsize=8)
+    if labels:
+        ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     _save(fig, path)
     return scale

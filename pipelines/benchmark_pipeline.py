@@ -1,6 +1,7 @@
 """The recurring benchmark pipeline: profiles (one after another) -> compare -> gate.
 
-    python -m pipelines.benchmark_pipeline --profile default --seeds 0 1 2 --baseline benchmarks/baseline-default.csv
+    python -m pipelines.benchmark_pipeline            # the gate: fidelity-proxy, its five methods, training seeds 0-2, CPU
+    python -m pipelines.benchmark_pipeline --profile paper-cifar100-5 --gpu --baseline <a GPU baseline>
     python -m pipelines.submit recurring --package pipelines/compiled/benchmark.yaml --cron "0 0 3 * * *"
 """
 
@@ -12,7 +13,7 @@ import pandas as pd
 from kfp import compiler, dsl
 
 from components.benchmark import DEFAULT_IMAGE, make_components
-from dfcil_core.benchmarking import GATE_PROFILE, GATE_SEEDS
+from dfcil_core.benchmarking import GATE_BASELINE, GATE_OVERRIDES, GATE_PROFILE, GATE_SEEDS
 
 
 def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str = DEFAULT_IMAGE,
@@ -51,22 +52,26 @@ def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Compile the benchmark pipeline")
     p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
-    p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
+    p.add_argument("--set", "-S", dest="overrides", action="append", default=[],
+                   help="config overrides (default, for the gate profile: its methods and 2 threads)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(GATE_SEEDS),
                    help="training seeds per profile, at the profile's class order (the gate compares their "
                         "mean with the baseline band)")
     p.add_argument("--class-order-seeds", action="store_true",
                    help="--seeds are class-order seeds (`seed=S`) instead of training seeds (`train_seed=S`)")
-    p.add_argument("--baseline", default="benchmarks/baseline-default.csv")
+    p.add_argument("--baseline", default=GATE_BASELINE)
     p.add_argument("--image", default=DEFAULT_IMAGE)
-    p.add_argument("--no-gpu", action="store_true")
+    # The gate's baseline was measured on a CPU: a GPU run would be another device class (refused).
+    p.add_argument("--gpu", action="store_true", help="request one GPU per run (needs a GPU baseline)")
+    p.add_argument("--no-gpu", dest="gpu", action="store_false", help="CPU only (the default)")
     p.add_argument("--out", default="pipelines/compiled/benchmark.yaml")
     a = p.parse_args(argv)
     profiles = a.profile or [GATE_PROFILE]
+    overrides = a.overrides or (list(GATE_OVERRIDES) if profiles == [GATE_PROFILE] else [])
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     baseline = pd.read_csv(a.baseline).to_json(orient="records")  # one line: see dfcil_pipeline.py
-    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, a.overrides, not a.no_gpu, a.seeds,
+    pipeline = build_benchmark_pipeline(profiles, baseline, a.image, overrides, a.gpu, a.seeds,
                                         "seed" if a.class_order_seeds else "train_seed")
     compiler.Compiler().compile(pipeline, str(out))
     print(f"compiled: {out}")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dfcil_core import benchmarking as bm
-from dfcil_core import cli
+from dfcil_core import cli, config
 from dfcil_core.errors import DfcilError
 
 
@@ -111,6 +111,10 @@ def test_evaluated_outputs_feed_the_table(tmp_path):
     runs.to_csv(out / "results" / "runs.csv", index=False)
     assert cli.main(["benchmark", "add", str(out), "--table", str(table)]) == 0
     assert pd.read_csv(table)[["seed", "train_seed"]].iloc[-1].tolist() == [3, 7]
+    # The row names the commit that evaluated the run (metrics.json), not the checkout adding it.
+    (out / "metrics.json").write_text('{"code_version": "0.1.0+abc1234", "seed": 3}')
+    assert cli.main(["benchmark", "add", str(out), "--table", str(table)]) == 0
+    assert pd.read_csv(table)["git_sha"].iloc[-1] == "abc1234"
     assert cli.main(["benchmark", "add", str(tmp_path / "nope"), "--table", str(table)]) == 2
 
 
@@ -280,3 +284,22 @@ def test_cli_spread_reads_its_table(tmp_path, capsys):
     assert "cpu AVX2 \\| 2 threads \\| torch X" in out  # one Markdown cell
     assert len({line.count(" | ") for line in out.splitlines() if line.startswith("| ")}) == 1
     assert cli.main(["benchmark", "spread", "--table", str(table), "--run-id", "nope"]) == 2
+
+
+def test_benchmark_run_gate_runs_the_gate_profile_with_its_overrides(tmp_path, monkeypatch, capsys):
+    """`dfcil benchmark run --gate -S train_seed=3` is the nightly's run: the gate profile, its methods and
+    thread count, then the user's overrides; profiles and --gate together (or neither) are refused."""
+    seen = {}
+
+    def fake_run(profiles, out_root, overrides, table):
+        seen.update(profiles=profiles, overrides=overrides)
+        return pd.DataFrame(columns=bm.TABLE_COLUMNS)
+
+    monkeypatch.setattr(bm, "run_profiles", fake_run)
+    assert cli.main(["benchmark", "run", "--gate", "-S", "train_seed=3", "--table", str(tmp_path / "t.csv")]) == 0
+    assert seen == {"profiles": [bm.GATE_PROFILE], "overrides": [*bm.GATE_OVERRIDES, "train_seed=3"]}
+    for argv in (["benchmark", "run"], ["benchmark", "run", "tiny", "--gate"]):
+        assert cli.main(argv) == 2
+        assert "give profiles or --gate" in capsys.readouterr().err
+    cfg = config.load(preset=bm.GATE_PROFILE, overrides=list(bm.GATE_OVERRIDES))
+    assert tuple(cfg.methods) == bm.GATE_METHODS and cfg.runtime.threads == 2

@@ -139,16 +139,24 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
     from dfcil_core import benchmarking as bm
     from pipelines import benchmark_pipeline
 
-    base = bm.read_table(Path(__file__).resolve().parents[1] / "benchmarks" / "baseline-default.csv")
-    # The gate's baseline: the gate profile's methods, every column (device fingerprint included), one
-    # device class, and at least MIN_BAND_SEEDS seeds per method so that the gate has a seed band.
-    assert set(base["method"]) == set(config.load(preset=bm.GATE_PROFILE).methods)
+    base = bm.read_table(Path(__file__).resolve().parents[1] / bm.GATE_BASELINE)
+    # The gate's baseline: the gate's methods (all of them in the gate profile), every column (device
+    # fingerprint included), one device class, and at least MIN_BAND_SEEDS seeds per method so that the
+    # gate has a seed band.
+    assert set(base["method"]) == set(bm.GATE_METHODS) <= set(config.load(preset=bm.GATE_PROFILE).methods)
     assert list(base.columns) == bm.TABLE_COLUMNS and set(base["profile"]) == {bm.GATE_PROFILE}
     assert base["device_class"].nunique() == 1
     assert bm.seed_spread(base)["runs"].min() >= bm.MIN_BAND_SEEDS
     # One class order (the nightly runs vary train_seed at it): compare refuses any other.
     assert set(base["seed"]) == {0} and set(bm.GATE_SEEDS) <= set(base["train_seed"])
-    assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml"), "--no-gpu"]) == 0
+    assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml")]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
     assert len(pd.read_json(io.StringIO(default))) == len(base)
+    # Every nightly run is the gate profile with the gate's methods at the baseline's thread count, on a CPU.
+    runs = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"].startswith("run ")]
+    assert [t["taskInfo"]["name"] for t in runs] == [f"run {bm.GATE_PROFILE} train seed {s}" for s in bm.GATE_SEEDS]
+    for t, s in zip(runs, bm.GATE_SEEDS, strict=True):
+        assert t["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] == [*bm.GATE_OVERRIDES, f"train_seed={s}"]
+    assert set(base["threads"]) == {2} and "runtime.threads=2" in bm.GATE_OVERRIDES
+    assert "nvidia.com/gpu" not in (tmp_path / "b.yaml").read_text()
