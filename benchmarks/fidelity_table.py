@@ -17,12 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from dfcil_core import fidelity
 from dfcil_core.errors import DfcilError
+from dfcil_core.runtime import device_fingerprint
 
 REFERENCE_CSV = Path(__file__).resolve().parent / "reference-proxy.csv"
 COMMAND = "bash benchmarks/reference_proxy.sh 2"
+# Reference rows carry the device class they were measured on (run --reference on the machine that ran
+# the reference): the same protocol and seed moves by several points between AVX2 and AVX-512 kernels.
+REFERENCE_COLUMNS = [*fidelity.COLUMNS, "device_class", "date", "command"]
 
 
 def main() -> int:
@@ -31,21 +36,31 @@ def main() -> int:
     p.add_argument("--reference", type=Path, help="the reference's log root: (re)write the reference CSV from it")
     p.add_argument("--reference-csv", type=Path, default=REFERENCE_CSV)
     p.add_argument("--csv", type=Path, help="also write the comparison as CSV")
+    p.add_argument("--command", default=COMMAND, help="with --reference: the command that ran it (recorded)")
     a = p.parse_args()
     if a.reference is not None:
         rows = fidelity.reference_rows(a.reference)
+        rows["device_class"] = device_fingerprint(torch.device("cpu"))["device_class"]
         rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
-        rows["command"] = COMMAND
+        rows["command"] = a.command
         if a.reference_csv.is_file():
-            old = pd.read_csv(a.reference_csv).set_index(["method", "seed"])
-            for i, r in rows.iterrows():  # a row measured earlier keeps its date
+            old = pd.read_csv(a.reference_csv)
+            if "device_class" not in old.columns:
+                old["device_class"] = "unknown"
+            old = old.set_index(["method", "seed"])
+            for i, r in rows.iterrows():
                 key = (r.method, r.seed)
-                if key in old.index and abs(old.loc[key, "a_n"] - round(r.a_n, 2)) < 1e-6:
-                    rows.loc[i, "date"] = old.loc[key, "date"]
+                if key not in old.index:
+                    continue
+                if abs(old.loc[key, "a_n"] - round(r.a_n, 2)) < 1e-6:  # measured earlier: keeps its date
+                    rows.loc[i, ["device_class", "date", "command"]] = old.loc[key, ["device_class", "date", "command"]].to_list()
+                else:
+                    print(f"replacing reference {key[0]} seed {key[1]}: A_N {old.loc[key, 'a_n']:.2f} "
+                          f"({old.loc[key, 'device_class']}, {old.loc[key, 'date']}) -> {r.a_n:.2f} ({r.device_class})")
             # rows of seeds this log root does not hold (run in an earlier checkout) are kept
             kept = old[~old.index.isin(list(zip(rows.method, rows.seed, strict=True)))].reset_index()
             rows = pd.concat([kept, rows], ignore_index=True).sort_values(["method", "seed"], ignore_index=True)
-            rows = rows[[*fidelity.COLUMNS, "date", "command"]]
+        rows = rows[REFERENCE_COLUMNS]
         rows.to_csv(a.reference_csv, index=False, float_format="%.2f")
         print(f"{len(rows)} reference rows -> {a.reference_csv}")
     if not a.runs:
@@ -57,6 +72,11 @@ def main() -> int:
         print(f"fidelity_table: error: {err}", file=sys.stderr)
         return 2
     print(fidelity.markdown(table))
+    if "device_class" in reference.columns:  # say which machine class each compared reference value came from
+        used = reference.merge(table[["method", "seed"]].drop_duplicates(), on=["method", "seed"])
+        for device, g in used.groupby("device_class", sort=True):
+            pairs = ", ".join(f"{m} {s}" for m, s in zip(g.method, g.seed, strict=True))
+            print(f"reference measured on {device}: {pairs}")
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.2f")
     return 0

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from dfcil_core import fidelity, io
 from dfcil_core.metrics import AccuracyMatrix
+from dfcil_core.runtime import device_fingerprint
 
 
 def _reference_log(root, method: str, trials: list[list[list[float]]]) -> None:
@@ -115,3 +117,16 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     assert list(zip(merged.method, merged.seed, strict=True)) == [("base", 0), ("base", 1)]
     assert merged.iloc[0].date == "2026-11-29" and merged.iloc[0].a_n == 32.95
     assert merged.iloc[1].a_n == pytest.approx(28.2)
+    # Each row says which device class measured it (old rows without one: unknown), and a row re-measured
+    # with another value is replaced and the replacement printed with both devices.
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    assert merged.iloc[0].device_class == "unknown" and merged.iloc[1].device_class == here
+    _reference_log(tmp_path / "ref2", "base", [[[67.0, 0.0], [0.0, 66.0]]])
+    done = subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref2"), "--reference-csv", str(csv),
+                           "--command", "REFERENCE_OUT=x bash benchmarks/reference_proxy.sh 1"],
+                          check=True, capture_output=True, text=True)
+    assert "replacing reference base seed 0: A_N 32.95 (unknown, 2026-11-29) -> 33.00" in done.stdout
+    merged = pd.read_csv(csv)
+    assert merged.iloc[0].a_n == 33.0 and merged.iloc[0].device_class == here
+    assert merged.iloc[0].command == "REFERENCE_OUT=x bash benchmarks/reference_proxy.sh 1"
+    assert merged.iloc[1].a_n == pytest.approx(28.2)  # seed 1 not in ref2: kept
