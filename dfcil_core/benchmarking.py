@@ -29,10 +29,11 @@ TABLE_COLUMNS = ["run_id", "time", "git_sha", "image", "device", "profile", "dat
                  "train_seed", "a_n", "omega", "forgetting", "wall_seconds", "images_per_s", *FINGERPRINT_COLUMNS]
 # The nightly gate's protocol (README "Regression benchmarking": its seed spread): the fidelity proxy,
 # CIFAR-100 2 tasks x 10 classes with all images, 10 epochs per task, the five methods the fidelity table
-# compares with the authors' code. The 4-class `default` profile of the main job is too small to gate on:
-# one run of a replay method there moves by 6-7 points A_N (std over training seeds).
+# compares with the authors' code but LwF.MC, whose saturating BCE (the reference's) collapses its task 1
+# to chance on some seeds (A_N 5.2-21.7 over four; README). The 4-class `default` profile of the main job
+# is too small to gate on: one run of a replay method there moves by 6-7 points A_N.
 GATE_PROFILE = "fidelity-proxy"
-GATE_METHODS = ("base", "lwf", "lwf_mc", "deepinversion", "abd")
+GATE_METHODS = ("base", "lwf", "deepinversion", "abd")
 # The thread count is part of the device class (reduction order): pinned, so that a CPU node with more
 # cores runs the baseline's numerics (2 threads, the machine the baseline was measured on).
 GATE_OVERRIDES = (f"methods=[{','.join(GATE_METHODS)}]", "runtime.threads=2")
