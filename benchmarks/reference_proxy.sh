@@ -4,8 +4,9 @@
 # batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
 # FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv);
 # REFERENCE_METHODS="abd lwf" runs a subset.
-# Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT defaults to outputs/reference); `python benchmarks/fidelity_table.py
-# --reference outputs/reference` merges them into benchmarks/reference-proxy.csv. Slow here (~1 h per
+# Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT: outputs/reference unless
+# set); `python benchmarks/fidelity_table.py --reference $REFERENCE_OUT` merges them into
+# benchmarks/reference-proxy.csv. Slow here (~1 h per
 # seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."

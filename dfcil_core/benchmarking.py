@@ -42,6 +42,11 @@ GATE_BASELINE = "benchmarks/baseline-fidelity-proxy.csv"
 # band is the training noise of one fixed set of tasks; another class order is another benchmark, and
 # `compare` refuses to mix them.
 GATE_SEEDS = (0, 1, 2)
+
+
+def gate_run(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The gate's profiles and overrides: its profile, its methods and thread count, then `overrides`."""
+    return [GATE_PROFILE], [*GATE_OVERRIDES, *overrides]
 MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
 ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
 

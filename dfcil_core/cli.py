@@ -166,8 +166,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.bench_command == "run":
         if args.gate == bool(args.profiles):
             raise DfcilError("benchmark run: give profiles or --gate, not both or neither")
-        profiles = [bm.GATE_PROFILE] if args.gate else args.profiles
-        overrides = [*bm.GATE_OVERRIDES, *args.overrides] if args.gate else args.overrides
+        profiles, overrides = bm.gate_run(args.overrides) if args.gate else (args.profiles, args.overrides)
         df = bm.run_profiles(profiles, Path(args.out), overrides, Path(args.table))
         print(df[["run_id", "method", "seed", "train_seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
         if args.results:

@@ -1,6 +1,6 @@
 """The recurring benchmark pipeline: profiles (one after another) -> compare -> gate.
 
-    python -m pipelines.benchmark_pipeline            # the gate: fidelity-proxy, its five methods, training seeds 0-2, CPU
+    python -m pipelines.benchmark_pipeline            # the gate: fidelity-proxy, its four methods, training seeds 0-2, CPU
     python -m pipelines.benchmark_pipeline --profile paper-cifar100-5 --gpu --baseline <a GPU baseline>
     python -m pipelines.submit recurring --package pipelines/compiled/benchmark.yaml --cron "0 0 3 * * *"
 """
@@ -13,7 +13,7 @@ import pandas as pd
 from kfp import compiler, dsl
 
 from components.benchmark import DEFAULT_IMAGE, make_components
-from dfcil_core.benchmarking import GATE_BASELINE, GATE_OVERRIDES, GATE_PROFILE, GATE_SEEDS
+from dfcil_core.benchmarking import GATE_BASELINE, GATE_SEEDS, gate_run
 
 
 def build_benchmark_pipeline(profiles: list[str], baseline_json: str, image: str = DEFAULT_IMAGE,
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Compile the benchmark pipeline")
     p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[],
-                   help="config overrides (default, for the gate profile: its methods and 2 threads)")
+                   help="config overrides (without --profile: after the gate's methods and 2 threads)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(GATE_SEEDS),
                    help="training seeds per profile, at the profile's class order (the gate compares their "
                         "mean with the baseline band)")
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-gpu", dest="gpu", action="store_false", help="CPU only (the default)")
     p.add_argument("--out", default="pipelines/compiled/benchmark.yaml")
     a = p.parse_args(argv)
-    profiles = a.profile or [GATE_PROFILE]
-    overrides = a.overrides or (list(GATE_OVERRIDES) if profiles == [GATE_PROFILE] else [])
+    # No --profile: the gate, whose methods and thread count come before any -S (as `benchmark run --gate`).
+    profiles, overrides = (a.profile, a.overrides) if a.profile else gate_run(a.overrides)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     baseline = pd.read_csv(a.baseline).to_json(orient="records")  # one line: see dfcil_pipeline.py
