@@ -182,6 +182,28 @@ def seed_spread(df: pd.DataFrame, metrics: tuple[str, ...] = ("a_n", "omega")) -
     return pd.DataFrame(rows)
 
 
+def promote(baseline_path: Path, current: pd.DataFrame, methods: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Make `current` (only `methods`, when given) the baseline of its (profile, device class) pairs.
+
+    A baseline file holds one band per device class, so the gate can run on any node that has one:
+    promoting on one class replaces that class's rows of the promoted profiles and keeps every other
+    class's rows. Returns (the new baseline, how many old rows it kept)."""
+    if methods:
+        unknown = sorted(set(methods) - set(current["method"].astype(str)))
+        if unknown:
+            raise DfcilError(f"no rows for method(s) {unknown} in the runs to promote")
+        current = current[current["method"].isin(methods)]
+    if not baseline_path.exists():
+        return current, 0
+    old = read_table(baseline_path)
+    if "device_class" not in old.columns or "device_class" not in current.columns:
+        return current, 0
+    promoted = set(zip(current["profile"].astype(str), current["device_class"].fillna("unknown").astype(str)))
+    pairs = zip(old["profile"].astype(str), old["device_class"].fillna("unknown").astype(str))
+    keep = old[[pair not in promoted for pair in pairs]]
+    return (pd.concat([keep, current], ignore_index=True) if len(keep) else current), len(keep)
+
+
 @dataclass
 class Comparison:
     table: pd.DataFrame  # one row per (key, metric)

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--current", default="benchmarks/results.csv")
     p.add_argument("--run-id", action="append", required=True)
     p.add_argument("--baseline", required=True)
+    p.add_argument("--method", action="append", default=[],
+                   help="only these methods (the gate's runs may carry more than the gate compares)")
     p = sub.add_parser("tables", help="Table 1 / Table 3 of the paper from finished runs, beside the paper's values")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="evaluated output directories, results tables (CSV) or s3:// result sinks")
@@ -203,9 +205,11 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.bench_command == "promote":
         from dfcil_core import io
 
+        merged, kept = bm.promote(Path(args.baseline), current, args.method)
         with io.atomic_path(args.baseline) as tmp:
-            current.to_csv(tmp, index=False, float_format="%.4f")
-        print(f"baseline {args.baseline}: {len(current)} rows from {sorted(set(current['run_id']))}")
+            merged.to_csv(tmp, index=False, float_format="%.4f")
+        print(f"baseline {args.baseline}: {len(merged) - kept} rows from {sorted(set(current['run_id']))}"
+              + (f"; kept {kept} rows of other device classes or profiles" if kept else ""))
         return 0
     tol = dict(bm.DEFAULT_TOLERANCES)
     if args.points is not None or args.k_std is not None:

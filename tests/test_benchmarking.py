@@ -197,6 +197,28 @@ def test_another_device_is_refused_or_widened_with_the_reason(tmp_path, capsys):
     assert AVX512 in page and AVX2 in page and "allowed_drop" in page
 
 
+def test_promote_replaces_its_own_device_class_and_keeps_the_others(tmp_path, capsys):
+    """One baseline file serves every node class: promoting AVX2 runs leaves the AVX-512 band intact."""
+    base = tmp_path / "baseline.csv"
+    _on(FIVE, AVX512).assign(profile="proxy").to_csv(base, index=False)
+    runs = _on(_table({"abd": [40.0, 41.0, 42.0], "lwf": [9.0] * 3, "lwf_mc": [5.0] * 3}), AVX2).assign(profile="proxy")
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    promote = ["benchmark", "promote", "--current", str(tmp_path / "runs.csv"), "--baseline", str(base),
+               "--run-id", "r0", "--run-id", "r1", "--run-id", "r2", "--method", "abd", "--method", "lwf"]
+    assert cli.main(promote) == 0
+    out = capsys.readouterr().out
+    assert ": 6 rows from ['r0', 'r1', 'r2']; kept 10 rows of other device classes" in out
+    stored = pd.read_csv(base)
+    assert sorted(stored.groupby("device_class").size().items()) == [(AVX2, 6), (AVX512, 10)]
+    assert "lwf_mc" not in set(stored.method)  # --method keeps what the gate compares
+    assert not bm.compare(_on(_table({"abd": [41.0], "lwf": [9.0]}), AVX2), stored).failed
+    assert bm.compare(_on(_table({"abd": [37.0], "lwf": [9.0]}), AVX2), stored).failed  # AVX2 band, not AVX-512's
+    assert cli.main(promote) == 0  # promoting the same class again replaces its rows, never duplicates them
+    assert len(pd.read_csv(base)) == 16
+    with pytest.raises(DfcilError, match=r"no rows for method\(s\) \['ewc'\]"):
+        bm.promote(base, runs, ["ewc"])
+
+
 def test_one_seed_baseline_gates_on_the_floor_only_and_says_so():
     one = _table({"abd": [34.0]})
     comp = bm.compare(_table({"abd": [31.5]}), one)  # 2.5 below the floor of 2: a regression, floor only
