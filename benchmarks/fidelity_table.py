@@ -4,6 +4,11 @@
     python benchmarks/fidelity_table.py --reference outputs/reference   # -> benchmarks/reference-proxy.csv
     dfcil run --preset fidelity-proxy -S seed=S -S train_seed=T --out outputs/proxy/sS-tT   # T = 0, 1, 2
     python benchmarks/fidelity_table.py outputs/proxy/*       # our mean ± std beside the checked-in reference
+    python benchmarks/fidelity_table.py outputs/proxy/* --runs-csv benchmarks/fidelity-runs.csv   # and check our rows in
+    python benchmarks/fidelity_table.py benchmarks/fidelity-runs.csv   # the table again, from the checked-in rows
+
+Each reference row and each of our runs names its device class; a run is compared with the reference
+row of its own class where one exists, and a value from another class is marked †.
 
 A run trained only through task 1 counts for the task-1 cells once `dfcil evaluate --first-task` (same
 preset and -S flags, same --out) has written its eval/first_task.json.
@@ -32,54 +37,81 @@ REFERENCE_COLUMNS = [*fidelity.COLUMNS, "device_class", "date", "command"]
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="*", type=Path, help="evaluated dfcil output directories")
-    p.add_argument("--reference", type=Path, help="the reference's log root: (re)write the reference CSV from it")
+    p.add_argument("runs", nargs="*", type=Path,
+                   help="evaluated dfcil output directories, or CSVs of per-run rows written by --runs-csv")
+    p.add_argument("--reference", type=Path, help="the reference's log root: (re)write its rows of this device class")
     p.add_argument("--reference-csv", type=Path, default=REFERENCE_CSV)
     p.add_argument("--csv", type=Path, help="also write the comparison as CSV")
+    p.add_argument("--runs-csv", type=Path, help="add our per-run rows (device class, commit) to this CSV")
     p.add_argument("--command", default=COMMAND, help="with --reference: the command that ran it (recorded)")
     a = p.parse_args()
-    if a.reference is not None:
-        rows = fidelity.reference_rows(a.reference)
-        rows["device_class"] = device_fingerprint(torch.device("cpu"))["device_class"]
-        rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
-        rows["command"] = a.command
-        if a.reference_csv.is_file():
-            old = pd.read_csv(a.reference_csv)
-            if "device_class" not in old.columns:
-                old["device_class"] = "unknown"
-            old = old.set_index(["method", "seed"])
-            for i, r in rows.iterrows():
-                key = (r.method, r.seed)
-                if key not in old.index:
-                    continue
-                if abs(old.loc[key, "a_n"] - round(r.a_n, 2)) < 1e-6:  # measured earlier: keeps its date
-                    rows.loc[i, ["device_class", "date", "command"]] = old.loc[key, ["device_class", "date", "command"]].to_list()
-                else:
-                    print(f"replacing reference {key[0]} seed {key[1]}: A_N {old.loc[key, 'a_n']:.2f} "
-                          f"({old.loc[key, 'device_class']}, {old.loc[key, 'date']}) -> {r.a_n:.2f} ({r.device_class})")
-            # rows of seeds this log root does not hold (run in an earlier checkout) are kept
-            kept = old[~old.index.isin(list(zip(rows.method, rows.seed, strict=True)))].reset_index()
-            rows = pd.concat([kept, rows], ignore_index=True).sort_values(["method", "seed"], ignore_index=True)
-        rows = rows[REFERENCE_COLUMNS]
-        rows.to_csv(a.reference_csv, index=False, float_format="%.2f")
-        print(f"{len(rows)} reference rows -> {a.reference_csv}")
-    if not a.runs:
-        return 0
-    reference = pd.read_csv(a.reference_csv)
     try:
-        table = fidelity.compare(fidelity.dfcil_rows(a.runs), reference)
+        if a.reference is not None:
+            _record_reference(a.reference, a.reference_csv, a.command)
+        if not a.runs:
+            return 0
+        ours = _our_rows(a.runs)
+        if a.runs_csv:
+            old = fidelity.read_run_rows(a.runs_csv) if a.runs_csv.is_file() else ours.iloc[:0]
+            merged = fidelity.merge_run_rows(old, ours)
+            merged.to_csv(a.runs_csv, index=False, float_format="%.2f")
+            print(f"{len(merged)} run rows -> {a.runs_csv}")
+        table = fidelity.compare(ours, pd.read_csv(a.reference_csv))
     except DfcilError as err:  # one line, as every dfcil command reports bad input
         print(f"fidelity_table: error: {err}", file=sys.stderr)
         return 2
     print(fidelity.markdown(table))
-    if "device_class" in reference.columns:  # say which machine class each compared reference value came from
-        used = reference.merge(table[["method", "seed"]].drop_duplicates(), on=["method", "seed"])
-        for device, g in used.groupby("device_class", sort=True):
+    for device, g in table.drop_duplicates(["device_class", "method", "seed"]).groupby("reference_device", sort=True):
+        if device:  # say which machine class each compared reference value came from
             pairs = ", ".join(f"{m} {s}" for m, s in zip(g.method, g.seed, strict=True))
             print(f"reference measured on {device}: {pairs}")
+    for device in sorted(set(table.device_class)):
+        print(f"ours measured on {device}")
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.2f")
     return 0
+
+
+def _our_rows(sources: list[Path]) -> pd.DataFrame:
+    """Per-run rows from output directories and from checked-in CSVs (a run in both counts once)."""
+    dirs = [s for s in sources if s.suffix != ".csv"]
+    parts = [fidelity.read_run_rows(s) for s in sources if s.suffix == ".csv"]
+    if dirs:
+        parts.append(fidelity.dfcil_rows(dirs))
+    rows = parts[0]
+    for part in parts[1:]:
+        rows = fidelity.merge_run_rows(rows, part)
+    return rows
+
+
+def _record_reference(log_root: Path, csv: Path, command: str) -> None:
+    """Write the reference's rows of this device class into `csv`. A row measured earlier on the same
+    class (or on an unknown one) is replaced, and the replacement printed; other classes' rows stay."""
+    rows = fidelity.reference_rows(log_root)
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    rows["device_class"] = here
+    rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+    rows["command"] = command
+    if csv.is_file():
+        old = pd.read_csv(csv)
+        if "device_class" not in old.columns:
+            old["device_class"] = fidelity.UNKNOWN
+        old["device_class"] = old["device_class"].fillna(fidelity.UNKNOWN)
+        drop = []
+        for i, r in rows.iterrows():
+            same = old[(old.method == r.method) & (old.seed == r.seed) & old.device_class.isin([here, fidelity.UNKNOWN])]
+            for j, o in same.iterrows():
+                if o.device_class == here and abs(o.a_n - round(r.a_n, 2)) < 1e-6:  # measured earlier: keeps its date
+                    rows.loc[i, ["date", "command"]] = [o.date, o.command]
+                else:
+                    print(f"replacing reference {r.method} seed {r.seed}: A_N {o.a_n:.2f} "
+                          f"({o.device_class}, {o.date}) -> {r.a_n:.2f} ({here})")
+                drop.append(j)
+        # rows of seeds this log root does not hold, and of other device classes, are kept
+        rows = pd.concat([old.drop(index=drop), rows], ignore_index=True)
+    rows = rows[REFERENCE_COLUMNS].sort_values(["method", "seed", "device_class"], ignore_index=True)
+    rows.to_csv(csv, index=False, float_format="%.2f")
+    print(f"{len(rows)} reference rows -> {csv}")
 
 
 if __name__ == "__main__":

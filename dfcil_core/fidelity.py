@@ -4,6 +4,9 @@ Rows come from two places: the reference's own result files (`<log_dir>/results-
 folder per method, written by `benchmarks/reference_proxy.sh`) and evaluated dfcil output
 directories (`metrics.json` + `eval/<method>/accuracy_matrix.json`). A cell passes when the
 reference lies within max(3 points, 2 std) of our mean over training seeds at the same class order.
+Both carry the device class that measured them (CPU ISA, threads, torch): the same protocol and seed
+moves by several points between AVX2 and AVX-512 kernels, so our runs are compared with the reference
+row of their own device class when there is one, and a value from another class is marked.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from dfcil_core.errors import DfcilError
 from dfcil_core.metrics import AccuracyMatrix
 
 COLUMNS = ["source", "method", "seed", "train_seed", "task1_acc", "old_acc", "new_acc", "a_n"]
+# Our per-run rows also name the device class and the commit that evaluated them (a durable record:
+# `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
+RUN_COLUMNS = [*COLUMNS, "device_class", "commit"]
+UNKNOWN = "unknown"
 METRICS = ["task1_acc", "a_n", "old_acc", "new_acc"]
 MIN_POINTS, K_STD = 3.0, 2.0
 
@@ -54,30 +61,76 @@ def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
         metrics_file, first_task = out / "metrics.json", out / "eval" / "first_task.json"
         if not metrics_file.is_file() and not first_task.is_file():
             raise DfcilError(f"{out}: no metrics.json (evaluate the run first, or `dfcil evaluate --first-task`)")
+        devices = _run_devices(out)
         done: set[str] = set()
         if metrics_file.is_file():
             doc = io.read_json(metrics_file)
             train_seed = doc.get("train_seed", doc["seed"])
+            commit = _commit(doc)
             for method, summary in doc["methods"].items():
                 a = AccuracyMatrix.from_dict(io.read_json(out / "eval" / method / "accuracy_matrix.json"))
                 rows.append({"source": "dfcil", "method": method, "seed": doc["seed"], "train_seed": train_seed,
                              "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
-                             "new_acc": summary["new_acc"], "a_n": summary["a_n"]})
+                             "new_acc": summary["new_acc"], "a_n": summary["a_n"],
+                             "device_class": devices.get(method, UNKNOWN), "commit": commit})
                 done.add(method)
         if first_task.is_file():
             doc = io.read_json(first_task)
             rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
-                      "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan}
+                      "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan,
+                      "device_class": doc.get("device_class", UNKNOWN), "commit": _commit(doc)}
                      for m, acc in doc["task1_acc"].items() if m not in done]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _commit(doc: dict) -> str:
+    """The commit in a `code_version` of the form `X.Y.Z+sha`."""
+    version = str(doc.get("code_version", ""))
+    return version.split("+", 1)[1] if "+" in version else UNKNOWN
+
+
+def _run_devices(out: Path) -> dict[str, str]:
+    """method -> device class, from the run's results/runs.csv (absent in older runs: none)."""
+    runs_csv = out / "results" / "runs.csv"
+    if not runs_csv.is_file():
+        return {}
+    runs = pd.read_csv(runs_csv)
+    if "device_class" not in runs.columns:
+        return {}
+    return dict(zip(runs["method"].astype(str), runs["device_class"].astype(str), strict=True))
+
+
+def read_run_rows(path: Path) -> pd.DataFrame:
+    """Per-run rows checked in earlier (`fidelity_table.py --runs-csv`)."""
+    df = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DfcilError(f"{path}: not a fidelity runs CSV (missing columns {missing})")
+    for c in ("device_class", "commit"):
+        if c not in df.columns:
+            df[c] = UNKNOWN
+    return df[RUN_COLUMNS]
+
+
+def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`old` with `new` added; a run of the same (method, class order, training seed, device class)
+    is replaced by the new one, never counted twice."""
+    key = ["method", "seed", "train_seed", "device_class"]
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    return both.drop_duplicates(key, keep="last").sort_values(key, ignore_index=True)
 
 
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Per (method, class-order seed) and metric: our mean ± std over training seeds, the reference's
     value and whether it lies within max(3 points, 2 std) of our mean."""
+    ours = ours.assign(device_class=_device_column(ours))
+    reference = reference.assign(device_class=_device_column(reference))
     out = []
-    for (method, seed), g in ours.groupby(["method", "seed"], sort=True):
+    for (device, method, seed), g in ours.groupby(["device_class", "method", "seed"], sort=True):
         ref = reference[(reference.method == method) & (reference.seed == seed)]
+        mine = ref[ref.device_class == device]
+        ref = mine if len(mine) else ref.sort_values("device_class")  # another class's value: marked below
+        ref_device = str(ref.device_class.iloc[0]) if len(ref) else ""
         for metric in METRICS:
             vals = g[metric].to_numpy(float)
             vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
@@ -88,18 +141,32 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
             band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
             ref_val = float(ref[metric].iloc[0]) if len(ref) else float("nan")
             passed = bool(abs(ref_val - mean) <= band) if len(ref) else None
-            out.append({"method": method, "seed": int(seed), "metric": metric, "runs": len(vals), "ours_mean": mean,
-                        "ours_std": std, "reference": ref_val, "band": band, "pass": passed})
+            out.append({"device_class": device, "method": method, "seed": int(seed), "metric": metric,
+                        "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
+                        "reference_device": ref_device, "other_device": _differ(device, ref_device),
+                        "band": band, "pass": passed})
     return pd.DataFrame(out)
+
+
+def _device_column(df: pd.DataFrame) -> pd.Series:
+    if "device_class" not in df.columns:
+        return pd.Series(UNKNOWN, index=df.index, dtype=object)
+    return df["device_class"].fillna(UNKNOWN).astype(str)
+
+
+def _differ(device: str, ref_device: str) -> bool:
+    """Known to be measured on two device classes (an unknown class is not claimed to differ)."""
+    return bool(ref_device) and UNKNOWN not in (device, ref_device) and device != ref_device
 
 
 def markdown(table: pd.DataFrame) -> str:
     """The README table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
     counts our runs behind the task-1 cell and behind the later cells (a run may stop after task 1)."""
+    several = table["device_class"].nunique() > 1 if len(table) else False
     lines = ["| method | class-order seed | runs (task 1 / all tasks) | "
              + " | ".join(f"{m}: ours / ref" for m in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
-    for (method, seed), g in table.groupby(["method", "seed"], sort=True):
+    for (device, method, seed), g in table.groupby(["device_class", "method", "seed"], sort=True):
         cells = []
         for metric in METRICS:
             if not (g.metric == metric).any():
@@ -109,7 +176,14 @@ def markdown(table: pd.DataFrame) -> str:
             std = "" if np.isnan(r.ours_std) else f" ± {r.ours_std:.1f}"
             ref = "not run" if np.isnan(r.reference) else f"{r.reference:.1f}"
             mark = "" if r["pass"] is None else (" ✓" if r["pass"] else " ✗")
-            cells.append(f"{r.ours_mean:.1f}{std} / {ref}{mark}")
+            other = " †" if r.other_device else ""
+            cells.append(f"{r.ours_mean:.1f}{std} / {ref}{other}{mark}")
         runs = [int(g[g.metric == m].runs.max()) if (g.metric == m).any() else 0 for m in ("task1_acc", "a_n")]
-        lines.append(f"| {method} | {seed} | {runs[0]} / {runs[1]} | " + " | ".join(cells) + " |")
+        name = f"{method} ({device})" if several else method
+        lines.append(f"| {name} | {seed} | {runs[0]} / {runs[1]} | " + " | ".join(cells) + " |")
+    others = table[table.other_device].drop_duplicates(["device_class", "method", "seed"]) if len(table) else table
+    if len(others):
+        lines.append("")
+        lines += [f"† {r.method} {r.seed}: ours on {r.device_class}, the reference only on {r.reference_device}"
+                  for r in others.itertuples()]
     return "\n".join(lines)

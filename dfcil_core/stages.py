@@ -289,8 +289,9 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
         result[m] = by_lineage[lineage(m, 1)]
     if not result:
         raise DfcilError(f"{out}: no θ(1) of {', '.join(methods or cfg.methods)} to evaluate; train task 1 first")
-    io.write_json(lay.eval_dir() / "first_task.json", {"seed": cfg.seed, "train_seed": cfg.training_seed,
-                                                       "task1_acc": result})
+    io.write_json(lay.eval_dir() / "first_task.json", {
+        "seed": cfg.seed, "train_seed": cfg.training_seed, "task1_acc": result,
+        "device_class": device_fingerprint(device)["device_class"], "code_version": io.code_version()})
     return result
 
 

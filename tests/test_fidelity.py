@@ -130,3 +130,71 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     assert merged.iloc[0].a_n == 33.0 and merged.iloc[0].device_class == here
     assert merged.iloc[0].command == "REFERENCE_OUT=x bash benchmarks/reference_proxy.sh 1"
     assert merged.iloc[1].a_n == pytest.approx(28.2)  # seed 1 not in ref2: kept
+
+
+AVX2 = "cpu AVX2 | 2 threads | torch 2.14.1"
+AVX512 = "cpu AVX512 | 2 threads | torch 2.14.1"
+
+
+def _ref_row(method: str, a_n: float, device: str) -> dict:
+    return {"source": "reference", "method": method, "seed": 0, "train_seed": 0, "task1_acc": 70.0,
+            "old_acc": a_n - 10, "new_acc": a_n + 10, "a_n": a_n, "device_class": device, "date": "d", "command": "c"}
+
+
+def _dfcil_run_on(root, train_seed: int, device: str, a: list[list[float]], sha: str = "abc1234") -> Path:
+    _dfcil_run(root, 0, train_seed, "abd", a)
+    doc = io.read_json(root / "metrics.json")
+    io.write_json(root / "metrics.json", {**doc, "code_version": f"0.1.0+{sha}"})
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"method": "abd", "device_class": device}]).to_csv(root / "results" / "runs.csv", index=False)
+    return root
+
+
+def test_runs_are_compared_with_the_reference_of_their_own_device_class(tmp_path):
+    runs = [_dfcil_run_on(tmp_path / str(t), t, AVX2, [[70.0], [40.0 + t, 60.0]]) for t in range(3)]
+    ours = fidelity.dfcil_rows(runs)
+    assert set(ours.device_class) == {AVX2} and set(ours.commit) == {"abc1234"}
+    ref = pd.DataFrame([_ref_row("abd", 45.0, AVX512), _ref_row("abd", 51.0, AVX2)])
+    table = fidelity.compare(ours, ref).set_index("metric")  # ours: a_n 50, 50.5, 51 -> mean 50.5
+    assert table.loc["a_n", "reference"] == 51.0 and table.loc["a_n", "pass"]  # AVX2's 51, not AVX-512's 45
+    assert table.loc["a_n", "reference_device"] == AVX2 and not table.loc["a_n", "other_device"]
+    # only another class measured the reference: its value is used, marked † and named under the table
+    table = fidelity.compare(ours, ref.iloc[:1])
+    assert table.other_device.all()
+    text = fidelity.markdown(table)
+    assert "| abd | 0 | 3 / 3 | 70.0 ± 0.0 / 70.0 † ✓ | 50.5 ± 0.5 / 45.0 † ✗ |" in text
+    assert f"† abd 0: ours on {AVX2}, the reference only on {AVX512}" in text
+
+
+def test_runs_csv_keeps_our_rows_and_gives_the_same_table_without_the_output_folders(tmp_path):
+    runs = [_dfcil_run_on(tmp_path / str(t), t, AVX2, [[70.0 + t], [40.0, 60.0 - t]]) for t in range(3)]
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame([_ref_row("abd", 49.0, AVX2)]).to_csv(ref, index=False)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+    rows = tmp_path / "runs.csv"
+
+    def table(*args: str) -> str:
+        return subprocess.run([sys.executable, str(script), *args, "--reference-csv", str(ref)],
+                              check=True, capture_output=True, text=True).stdout
+
+    from_dirs = table(*map(str, runs[:2]), "--runs-csv", str(rows))
+    assert "2 run rows" in from_dirs
+    table(*map(str, runs), "--runs-csv", str(rows))  # the first two again: replaced, not counted twice
+    stored = pd.read_csv(rows)
+    assert list(stored.train_seed) == [0, 1, 2] and set(stored.device_class) == {AVX2}
+    from_csv = table(str(rows))
+    assert "| abd | 0 | 3 / 3 | 71.0 ± 1.0 / 70.0 ✓ | 49.5 ± 0.5 / 49.0 ✓ |" in from_csv
+    assert f"ours measured on {AVX2}" in from_csv and f"reference measured on {AVX2}: abd 0" in from_csv
+
+
+def test_recording_the_reference_keeps_other_device_classes(tmp_path):
+    csv = tmp_path / "reference-proxy.csv"
+    pd.DataFrame([_ref_row("base", 32.0, AVX512 + "-elsewhere")]).to_csv(csv, index=False)
+    _reference_log(tmp_path / "ref", "base", [[[67.0, 0.0], [0.0, 66.0]]])
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+    done = subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
+                          check=True, capture_output=True, text=True)
+    assert "replacing" not in done.stdout
+    merged = pd.read_csv(csv)
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    assert sorted(zip(merged.device_class, merged.a_n)) == sorted([(AVX512 + "-elsewhere", 32.0), (here, 33.0)])
