@@ -209,7 +209,8 @@ def test_task1_ce_step_equals_reference_base(ref, setup):
 
 
 @pytest.mark.parametrize("method, ref_module, ref_cls", [("base", "default", "NormalNN"),
-                                                         ("abd", "datafree", "AlwaysBeDreaming")])
+                                                         ("abd", "datafree", "AlwaysBeDreaming"),
+                                                         ("lwf_mc", "kd", "LWF_MC")])  # its BCE task 1
 def test_task1_sgd_trajectory_follows_reference(ref, setup, method, ref_module, ref_cls):
     """Eight steps at lr 0.1 with momentum and weight decay through our optimiser and step function
     (`make_optimizer`, `train_step`: fused SGD) beside the reference's `update_model`: the one-step tests
