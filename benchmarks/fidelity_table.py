@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dfcil_core import fidelity
+from dfcil_core import fidelity, tables
 from dfcil_core.errors import DfcilError
 from dfcil_core.runtime import device_fingerprint
 
@@ -94,9 +94,7 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
     rows["command"] = command
     if csv.is_file():
         old = pd.read_csv(csv)
-        if "device_class" not in old.columns:
-            old["device_class"] = fidelity.UNKNOWN
-        old["device_class"] = old["device_class"].fillna(fidelity.UNKNOWN)
+        old["device_class"] = tables.device_classes(old)
         drop = []
         for i, r in rows.iterrows():
             same = old[(old.method == r.method) & (old.seed == r.seed) & old.device_class.isin([here, fidelity.UNKNOWN])]

@@ -42,13 +42,13 @@ GATE_BASELINE = "benchmarks/baseline-fidelity-proxy.csv"
 # band is the training noise of one fixed set of tasks; another class order is another benchmark, and
 # `compare` refuses to mix them.
 GATE_SEEDS = (0, 1, 2)
+MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
+ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
 
 
 def gate_run(overrides: list[str]) -> tuple[list[str], list[str]]:
     """The gate's profiles and overrides: its profile, its methods and thread count, then `overrides`."""
     return [GATE_PROFILE], [*GATE_OVERRIDES, *overrides]
-MIN_BAND_SEEDS = 3  # fewer baseline seeds than this: no std band, the absolute floor only
-ACROSS_DEVICES_WIDEN = 2.0  # --across-devices: points and k_std both times this
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,8 @@ def promote(baseline_path: Path, current: pd.DataFrame, methods: list[str] | Non
     old = read_table(baseline_path)
     if "device_class" not in old.columns or "device_class" not in current.columns:
         return current, 0
-    promoted = set(zip(current["profile"].astype(str), current["device_class"].fillna("unknown").astype(str)))
-    pairs = zip(old["profile"].astype(str), old["device_class"].fillna("unknown").astype(str))
+    promoted = set(zip(current["profile"].astype(str), tables.device_classes(current)))
+    pairs = zip(old["profile"].astype(str), tables.device_classes(old))
     keep = old[[pair not in promoted for pair in pairs]]
     return (pd.concat([keep, current], ignore_index=True) if len(keep) else current), len(keep)
 
@@ -218,9 +218,7 @@ class Comparison:
 
 
 def _device_classes(df: pd.DataFrame) -> list[str]:
-    if "device_class" not in df.columns:
-        return ["unknown"]
-    return sorted(set(df["device_class"].fillna("unknown").astype(str)))
+    return sorted(set(tables.device_classes(df)))
 
 
 def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str, Tolerance] | None = None,
@@ -239,9 +237,7 @@ def compare(current: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str,
         raise DfcilError(f"current rows come from several device classes ({'; '.join(classes)}); compare one at a time")
     device = classes[0]
     base_classes = _device_classes(baseline)
-    base_device = (baseline["device_class"].fillna("unknown").astype(str) if "device_class" in baseline.columns
-                   else pd.Series("unknown", index=baseline.index))
-    same = baseline[base_device == device]
+    same = baseline[tables.device_classes(baseline) == device]
     if same.empty:
         if not across_devices:
             raise DfcilError(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dfcil_core import io
+from dfcil_core import io, tables
 from dfcil_core.errors import DfcilError
 from dfcil_core.metrics import AccuracyMatrix
 
@@ -25,7 +25,7 @@ COLUMNS = ["source", "method", "seed", "train_seed", "task1_acc", "old_acc", "ne
 # Our per-run rows also name the device class and the commit that evaluated them (a durable record:
 # `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
 RUN_COLUMNS = [*COLUMNS, "device_class", "commit"]
-UNKNOWN = "unknown"
+UNKNOWN = tables.UNKNOWN_DEVICE  # also a commit nobody recorded
 METRICS = ["task1_acc", "a_n", "old_acc", "new_acc"]
 MIN_POINTS, K_STD = 3.0, 2.0
 
@@ -123,8 +123,8 @@ def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Per (method, class-order seed) and metric: our mean ± std over training seeds, the reference's
     value and whether it lies within max(3 points, 2 std) of our mean."""
-    ours = ours.assign(device_class=_device_column(ours))
-    reference = reference.assign(device_class=_device_column(reference))
+    ours = ours.assign(device_class=tables.device_classes(ours))
+    reference = reference.assign(device_class=tables.device_classes(reference))
     out = []
     for (device, method, seed), g in ours.groupby(["device_class", "method", "seed"], sort=True):
         ref = reference[(reference.method == method) & (reference.seed == seed)]
@@ -146,12 +146,6 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
                         "reference_device": ref_device, "other_device": _differ(device, ref_device),
                         "band": band, "pass": passed})
     return pd.DataFrame(out)
-
-
-def _device_column(df: pd.DataFrame) -> pd.Series:
-    if "device_class" not in df.columns:
-        return pd.Series(UNKNOWN, index=df.index, dtype=object)
-    return df["device_class"].fillna(UNKNOWN).astype(str)
 
 
 def _differ(device: str, ref_device: str) -> bool:

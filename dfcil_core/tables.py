@@ -36,6 +36,16 @@ def training_seeds(runs: pd.DataFrame) -> pd.Series:
     return runs["train_seed"].fillna(runs["seed"]) if "train_seed" in runs.columns else runs["seed"]
 
 
+UNKNOWN_DEVICE = "unknown"
+
+
+def device_classes(rows: pd.DataFrame) -> pd.Series:
+    """The device class of each row as text; rows written before the fingerprint columns: unknown."""
+    if "device_class" not in rows.columns:
+        return pd.Series(UNKNOWN_DEVICE, index=rows.index, dtype=object)
+    return rows["device_class"].fillna(UNKNOWN_DEVICE).astype(str)
+
+
 def read_runs(sources: list[str]) -> pd.DataFrame:
     """runs.csv rows from output directories, CSV files or s3:// result sinks."""
     frames = []
