@@ -38,6 +38,11 @@ GATE_METHODS = ("base", "lwf", "deepinversion", "abd")
 # cores runs the baseline's numerics (2 threads, the machine the baseline was measured on).
 GATE_OVERRIDES = (f"methods=[{','.join(GATE_METHODS)}]", "runtime.threads=2")
 GATE_BASELINE = "benchmarks/baseline-fidelity-proxy.csv"
+# Every gate run's rows, on any machine, are appended here and committed: `outputs/` is scratch, and a
+# device class's band is built from runs of several sessions (about 75 min per seed on a 2-core AVX2
+# CPU), so the rows a promote needs must outlive the machine that made them. The baseline's rows are
+# a subset of this ledger (tests/test_benchmarking.py).
+GATE_LEDGER = "benchmarks/gate-runs.csv"
 # The nightly run's training seeds (`train_seed`) at the gate profile's class order (`seed` 0): the
 # band is the training noise of one fixed set of tasks; another class order is another benchmark, and
 # `compare` refuses to mix them.

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", action="store_true",
                    help="the nightly gate's run: its profile with its methods and thread count (then -S)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
-    p.add_argument("--table", default="benchmarks/results.csv")
+    p.add_argument("--table", default=None,
+                   help="results table to append to (default: the checked-in gate ledger "
+                        "benchmarks/gate-runs.csv with --gate, else benchmarks/results.csv)")
     p.add_argument("--out", "-o", default="outputs/benchmarks")
     p.add_argument("--results", default=None, metavar="S3_URL", help="also append to this S3 results sink")
     p = bsub.add_parser("add", help="append evaluated output directories (e.g. after `dvc exp run`) to the table")
@@ -169,6 +171,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         if args.gate == bool(args.profiles):
             raise DfcilError("benchmark run: give profiles or --gate, not both or neither")
         profiles, overrides = bm.gate_run(args.overrides) if args.gate else (args.profiles, args.overrides)
+        args.table = args.table or (bm.GATE_LEDGER if args.gate else "benchmarks/results.csv")
         df = bm.run_profiles(profiles, Path(args.out), overrides, Path(args.table))
         print(df[["run_id", "method", "seed", "train_seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
         if args.results:

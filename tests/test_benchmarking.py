@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -314,14 +316,30 @@ def test_benchmark_run_gate_runs_the_gate_profile_with_its_overrides(tmp_path, m
     seen = {}
 
     def fake_run(profiles, out_root, overrides, table):
-        seen.update(profiles=profiles, overrides=overrides)
+        seen.update(profiles=profiles, overrides=overrides, table=table)
         return pd.DataFrame(columns=bm.TABLE_COLUMNS)
 
     monkeypatch.setattr(bm, "run_profiles", fake_run)
     assert cli.main(["benchmark", "run", "--gate", "-S", "train_seed=3", "--table", str(tmp_path / "t.csv")]) == 0
-    assert seen == {"profiles": [bm.GATE_PROFILE], "overrides": [*bm.GATE_OVERRIDES, "train_seed=3"]}
+    assert seen == {"profiles": [bm.GATE_PROFILE], "overrides": [*bm.GATE_OVERRIDES, "train_seed=3"],
+                    "table": tmp_path / "t.csv"}
+    # Without --table a gate run lands in the checked-in ledger, any other run in the scratch table.
+    assert cli.main(["benchmark", "run", "--gate"]) == 0 and seen["table"] == Path(bm.GATE_LEDGER)
+    assert cli.main(["benchmark", "run", "tiny"]) == 0 and seen["table"] == Path("benchmarks/results.csv")
     for argv in (["benchmark", "run"], ["benchmark", "run", "tiny", "--gate"]):
         assert cli.main(argv) == 2
         assert "give profiles or --gate" in capsys.readouterr().err
     cfg = config.load(preset=bm.GATE_PROFILE, overrides=list(bm.GATE_OVERRIDES))
     assert tuple(cfg.methods) == bm.GATE_METHODS and cfg.runtime.threads == 2
+
+
+def test_checked_in_gate_baseline_rows_come_from_the_gate_ledger():
+    """Every promoted baseline row is a gate run recorded in the ledger, value for value, so a band can
+    be rebuilt (or widened with a later session's seeds) without the machine that measured it."""
+    repo = Path(__file__).resolve().parents[1]
+    ledger, base = bm.read_table(repo / bm.GATE_LEDGER), bm.read_table(repo / bm.GATE_BASELINE)
+    assert list(ledger.columns) == bm.TABLE_COLUMNS and set(ledger["profile"]) == {bm.GATE_PROFILE}
+    assert not ledger.duplicated(["run_id", "method"]).any()
+    keys = ["run_id", "method", "device_class", "seed", "train_seed", "a_n"]
+    joined = base[keys].merge(ledger[keys], how="left", indicator=True)
+    assert (joined["_merge"] == "both").all(), joined[joined["_merge"] != "both"]
