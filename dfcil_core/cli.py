@@ -13,6 +13,8 @@ from pathlib import Path
 from dfcil_core import config as config_mod
 from dfcil_core.errors import DfcilError
 
+RESULTS_TABLE = "benchmarks/results.csv"  # the scratch results table of every benchmark subcommand
+
 log = logging.getLogger("dfcil")
 
 
@@ -66,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[])
     p.add_argument("--table", default=None,
                    help="results table to append to (default: the checked-in gate ledger "
-                        "benchmarks/gate-runs.csv with --gate, else benchmarks/results.csv)")
+                        f"benchmarks/gate-runs.csv with --gate, else {RESULTS_TABLE})")
     p.add_argument("--out", "-o", default="outputs/benchmarks")
     p.add_argument("--results", default=None, metavar="S3_URL", help="also append to this S3 results sink")
     p = bsub.add_parser("add", help="append evaluated output directories (e.g. after `dvc exp run`) to the table")
     p.add_argument("outputs", nargs="+", help="output directories holding results/runs.csv")
-    p.add_argument("--table", default="benchmarks/results.csv")
+    p.add_argument("--table", default=RESULTS_TABLE)
     p = bsub.add_parser("compare", help="mean over seeds vs the baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True)
-    p.add_argument("--current", default="benchmarks/results.csv")
+    p.add_argument("--current", default=RESULTS_TABLE)
     p.add_argument("--run-id", action="append", default=[], help="only these runs of the current table")
     p.add_argument("--report-dir", default="outputs/benchmarks/report")
     p.add_argument("--points", type=float, default=None, help="override the absolute tolerance (points)")
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--across-devices", action="store_true",
                    help="compare with a baseline from another device class, with a wider band")
     p = bsub.add_parser("spread", help="spread per method over the runs of a table (mean, std, min, max)")
-    p.add_argument("--table", default="benchmarks/results.csv")
+    p.add_argument("--table", default=RESULTS_TABLE)
     p.add_argument("--run-id", action="append", default=[], help="only these runs")
     p = bsub.add_parser("snapshot", help="run a small profile afresh and compare its numbers with the checked-in "
                         "snapshot of this device class (exit 1 when they differ)")
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--update", action="store_true", help="record this run as the snapshot of this device class")
     p = bsub.add_parser("promote", help="make runs of the current table the new baseline")
-    p.add_argument("--current", default="benchmarks/results.csv")
+    p.add_argument("--current", default=RESULTS_TABLE)
     p.add_argument("--run-id", action="append", required=True)
     p.add_argument("--baseline", required=True)
     p.add_argument("--method", action="append", default=[],
@@ -171,7 +173,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         if args.gate == bool(args.profiles):
             raise DfcilError("benchmark run: give profiles or --gate, not both or neither")
         profiles, overrides = bm.gate_run(args.overrides) if args.gate else (args.profiles, args.overrides)
-        args.table = args.table or (bm.GATE_LEDGER if args.gate else "benchmarks/results.csv")
+        args.table = args.table or (bm.GATE_LEDGER if args.gate else RESULTS_TABLE)
         df = bm.run_profiles(profiles, Path(args.out), overrides, Path(args.table))
         print(df[["run_id", "method", "seed", "train_seed", "a_n", "omega", "wall_seconds"]].to_string(index=False))
         if args.results:
