@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `.ci/run` runs the suite on two pytest-xdist workers (one per core of the CI machine): each
+    # worker, and every subprocess it starts (dvc repro, kfp.local, the CLI), then computes on one
+    # thread, so two workers do not oversubscribe two cores. Set before anything imports torch.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 _PRINT = builtins.print
