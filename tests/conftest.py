@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `.ci/run` runs the suite on two pytest-xdist workers (one per core of the CI machine): each
-    # worker, and every subprocess it starts (dvc repro, kfp.local, the CLI), then computes on one
-    # thread, so two workers do not oversubscribe two cores. Set before anything imports torch.
+    # `.ci/run` runs the suite on one pytest-xdist worker per core: each worker, and every subprocess
+    # it starts (dvc repro, kfp.local, the CLI), then computes on one thread, so the workers do not
+    # oversubscribe the cores. Set before anything imports torch.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
 
