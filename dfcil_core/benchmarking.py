@@ -79,6 +79,9 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
     from dfcil_core import stages
     from dfcil_core.results_sink import new_run_id
 
+    # The commit whose code this process runs: read before the runs, as a commit landing during an
+    # hour-long run would otherwise label its rows.
+    sha = _git_sha()
     rows = []
     for profile in profiles:
         path = Path(profile)
@@ -94,7 +97,7 @@ def run_profiles(profiles: list[str], out_root: Path, overrides: list[str] | Non
             hist = io.load_torch(artifacts.Layout(out).model(r["method"], cfg.data.n_tasks))["history"]
             rows.append({
                 "run_id": run_id, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                "git_sha": _git_sha(), "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
+                "git_sha": sha, "image": os.environ.get("DFCIL_IMAGE", "local"), "device": r["device"],
                 "profile": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks, "method": r["method"],
                 "seed": cfg.seed, "train_seed": cfg.training_seed,
                 "a_n": r["a_n"], "omega": r["omega"], "forgetting": r["forgetting"], "wall_seconds": wall,

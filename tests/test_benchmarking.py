@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dfcil_core import artifacts, cli, config, io, stages
 from dfcil_core import benchmarking as bm
-from dfcil_core import cli, config
 from dfcil_core.errors import DfcilError
 
 
@@ -356,3 +356,22 @@ def test_checked_in_gate_baseline_rows_come_from_the_gate_ledger():
     keys = ["run_id", "method", "device_class", "seed", "train_seed", "a_n"]
     joined = base[keys].merge(ledger[keys], how="left", indicator=True)
     assert (joined["_merge"] == "both").all(), joined[joined["_merge"] != "both"]
+
+
+def test_run_profiles_labels_rows_with_the_commit_at_the_start(tmp_path, monkeypatch):
+    """A gate run takes an hour: a commit landing meanwhile must not label its rows."""
+    shas = iter(["before", "after", "after"])
+    monkeypatch.setattr(bm, "_git_sha", lambda: next(shas))
+
+    def fake_stage_run(cfg, out):
+        row = {"method": "base", "device": "cpu", "a_n": 50.0, "omega": np.nan, "forgetting": 10.0,
+               **{c: "x" for c in bm.FINGERPRINT_COLUMNS}}
+        (out / "results").mkdir(parents=True)
+        pd.DataFrame([row]).to_csv(out / "results" / "runs.csv", index=False)
+        io.save_torch(artifacts.Layout(out).model("base", cfg.data.n_tasks), {"history": {"images_per_s": [1.0]}})
+        bm._git_sha()  # the commit moves while the run trains
+        return {}
+
+    monkeypatch.setattr(stages, "run", fake_stage_run)
+    df = bm.run_profiles(["tiny"], tmp_path)
+    assert list(df["git_sha"]) == ["before"]
