@@ -333,6 +333,8 @@ def test_benchmark_run_gate_runs_the_gate_profile_with_its_overrides(tmp_path, m
     for argv in (["benchmark", "run"], ["benchmark", "run", "tiny", "--gate"]):
         assert cli.main(argv) == 2
         assert "give profiles or --gate" in capsys.readouterr().err
+    cfg = config.load(preset=bm.GATE_PROFILE, overrides=list(bm.GATE_OVERRIDES))
+    assert tuple(cfg.methods) == bm.GATE_METHODS and cfg.runtime.threads == 2
 
 
 def test_benchmark_run_help_names_the_gate_ledger(capsys):
@@ -342,8 +344,6 @@ def test_benchmark_run_help_names_the_gate_ledger(capsys):
         cli.main(["benchmark", "run", "--help"])
     assert exit_info.value.code == 0
     assert bm.GATE_LEDGER in capsys.readouterr().out
-    cfg = config.load(preset=bm.GATE_PROFILE, overrides=list(bm.GATE_OVERRIDES))
-    assert tuple(cfg.methods) == bm.GATE_METHODS and cfg.runtime.threads == 2
 
 
 def test_checked_in_gate_baseline_rows_come_from_the_gate_ledger():
