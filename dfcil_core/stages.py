@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dfcil_core import io, metrics, plots, report
+from dfcil_core import io, metrics, report
 from dfcil_core.artifacts import Layout, check_existing, generator_hash, load_checked, model_hash
 from dfcil_core.config import Config, lineage_hash, split_hash
 from dfcil_core.data import CHANNEL_STATS, class_order, load_dataset, select_task, task_class_blocks
@@ -169,7 +169,10 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     io.save_torch(path, {"state_dict": generator.state_dict(), "optimizer": opt.state_dict(),
                          "curves": curves, "past": past, "seconds": seconds,
                          "meta": io.metadata(h, cfg.seed, inputs, stage="synthesize", task=task)})
-    # Figures beside the checkpoint: what the generator dreams, and how its losses went.
+    # Figures beside the checkpoint: what the generator dreams, and how its losses went. (matplotlib
+    # is imported where a stage plots: the training stages, one process each, never need it.)
+    from dfcil_core import plots
+
     gen = torch.Generator(device=device).manual_seed(0)
     replay = sample_replay(generator, teacher, 64, past, gen)
     order = torch.argsort(replay["labels"], stable=True)
@@ -347,6 +350,8 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     upper = matrices.get("upper_bound")
     if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
         upper = accuracy_matrix(cfg, "upper_bound", out, device, tests, meta)[0]
+    from dfcil_core import plots
+
     ev = lay.eval_dir()
     fingerprint = device_fingerprint(device)
     results: dict[str, Any] = {}

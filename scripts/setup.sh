@@ -4,16 +4,56 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+UV_VERSION=0.13.9
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+
+pip_quiet() { .venv/bin/pip "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+
+# A pip setting as pip resolves it (its environment variable first, then its config files), or nothing.
+pip_setting() { .venv/bin/pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | head -1; }
+
+# uv installs the same pinned wheels from the same indexes as pip, about 5x faster here (34 s against
+# ~3 min for requirements.txt: it unpacks torch's CUDA libraries in parallel). It is told pip's
+# indexes, local wheel folders and CA bundle, and treats them as pip does (best match over all of
+# them; a version found in several is taken from the local one). Without uv (no registry), pip does it.
+uv_install() {
+  pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION" || return 1
+  [ -x .venv/bin/uv ] || return 1
+  local args=(--python .venv/bin/python --index-strategy unsafe-best-match --no-progress -q) u
+  local index; index=$(pip_setting index-url)
+  [ -n "$index" ] && args+=(--index-url "$index")
+  for u in $(pip_setting extra-index-url); do args+=(--extra-index-url "$u"); done
+  for u in $(pip_setting find-links); do args+=(--find-links "$u"); done
+  local cert; cert=$(pip_setting cert)
+  SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} .venv/bin/uv pip install "${args[@]}" -r requirements.txt &&
+    SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} .venv/bin/uv pip install "${args[@]}" --no-deps -e .
+}
+
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  # --no-compile: byte-compiling every module of torch, dvc and kfp up front costs ~30 s of a fresh
-  # setup; Python compiles the few modules a run imports on first use instead.
-  .venv/bin/pip install -q --disable-pip-version-check --no-compile -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import dfcil_core, torch, torchvision, dvc, kfp" 
+  if ! uv_install; then
+    echo "setup: uv unavailable or failed; installing with pip (slower)"
+    # --no-compile: the bytecode of what the jobs import is written below instead.
+    pip_quiet install -q --disable-pip-version-check --no-compile -r requirements.txt
+    pip_quiet install -q --disable-pip-version-check --no-deps -e .
+  fi
+  # Write the bytecode of every module the jobs import, once. Neither installer compiles it, and where
+  # PYTHONDONTWRITEBYTECODE is set (it is on some machines) no later process writes it either: each
+  # dfcil process (one per DVC stage) would compile torch's sources again, ~4 s of every stage.
+  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python - <<'EOF'
+import importlib
+import pkgutil
+
+import dfcil_core
+
+for mod in pkgutil.iter_modules(dfcil_core.__path__):
+    importlib.import_module(f"dfcil_core.{mod.name}")
+for name in ("torch", "torchvision.datasets", "matplotlib.pyplot", "pandas", "dvc.cli", "dvc.repo",
+             "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler"):
+    importlib.import_module(name)
+EOF
   echo "$want" > "$stamp"
 fi
