@@ -24,23 +24,29 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
 def sample_grid(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], path: str | Path,
                 nrow: int = 8, title: str = "", labels: list[str] | None = None) -> None:
     """Denormalise a batch (N, 3, H, W) from normalised space and save it as a grid, each image
-    captioned with its label (e.g. the class name the old model gives it) when `labels` is given."""
+    captioned with its label (e.g. the class name the old model gives it) when `labels` is given.
+    One image on one axes, captions as text: 64 subplots took ~5 s to lay out and draw."""
     x = images.detach().float().cpu()
     x = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
     x = x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    n = x.shape[0]
+    n, h, w = x.shape[:3]
     rows = (n + nrow - 1) // nrow
+    pad, band = max(1, h // 16), (h // 2 if labels else 0)  # band: room above each image for its caption
+    cell_h, cell_w = band + h + pad, w + pad
+    canvas = np.ones((rows * cell_h + pad, nrow * cell_w + pad, 3))
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        top, left = r * cell_h + pad + band, c * cell_w + pad
+        canvas[top:top + h, left:left + w] = x[i]
     cell = 1.1 if labels else 0.6
-    fig, axes = plt.subplots(rows, nrow, figsize=(nrow * cell + 0.4, rows * (cell + (0.2 if labels else 0)) + 0.6),
-                             squeeze=False, layout="constrained")
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(x[i], interpolation="nearest")
-            if labels:
-                ax.set_title(labels[i], fontsize=6, pad=2)
+    fig, ax = plt.subplots(figsize=(nrow * cell + 0.4, rows * (cell + (0.2 if labels else 0)) + 0.6))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    for i, label in enumerate((labels or [])[:n]):
+        r, c = divmod(i, nrow)
+        ax.text(c * cell_w + pad + w / 2, r * cell_h + pad + band - 1, label, ha="center", va="bottom", fontsize=6)
     if title:
-        fig.suptitle(title, fontsize=9)
+        ax.set_title(title, fontsize=9)
     _save(fig, path)
 
 

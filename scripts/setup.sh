@@ -51,8 +51,9 @@ import dfcil_core
 
 for mod in pkgutil.iter_modules(dfcil_core.__path__):
     importlib.import_module(f"dfcil_core.{mod.name}")
-for name in ("torch", "torchvision.datasets", "matplotlib.pyplot", "pandas", "dvc.cli", "dvc.repo",
-             "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler"):
+for name in ("torch", "torch._dynamo", "torchvision.datasets", "matplotlib.pyplot", "pandas", "dvc.cli", "dvc.repo",
+             "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler", "matplotlib.backends.backend_agg", "PIL.PngImagePlugin",
+             "torch.utils.serialization"):
     importlib.import_module(name)
 EOF
   echo "$want" > "$stamp"
