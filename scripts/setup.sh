@@ -28,9 +28,10 @@ uv_install() {
   [ -n "$index" ] && args+=(--index-url "$index")
   for u in $(pip_setting extra-index-url); do args+=(--extra-index-url "$u"); done
   for u in $(pip_setting find-links); do args+=(--find-links "$u"); done
-  local cert; cert=$(pip_setting cert)
-  SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} .venv/bin/uv pip install "${args[@]}" -r requirements.txt &&
-    SSL_CERT_FILE=${cert:-${SSL_CERT_FILE:-}} .venv/bin/uv pip install "${args[@]}" --no-deps -e .
+  local cert ca=(); cert=$(pip_setting cert)
+  [ -n "$cert" ] && ca=("SSL_CERT_FILE=$cert")
+  env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" -r requirements.txt &&
+    env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" --no-deps -e .
 }
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
