@@ -13,16 +13,18 @@ want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 
 pip_quiet() { .venv/bin/pip "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 
-# A pip setting as pip resolves it (its environment variable first, then its config files), or nothing.
-pip_setting() { .venv/bin/pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | head -1; }
+# A pip setting as pip resolves it (its environment variable first, then its config files), or nothing,
+# read from `pip config list` output in $pip_config (read once: each pip start costs about half a second).
+pip_setting() { sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" <<<"$pip_config" | head -1; }
 
 # uv installs the same pinned wheels from the same indexes as pip, about 5x faster here (34 s against
 # ~3 min for requirements.txt: it unpacks torch's CUDA libraries in parallel). It is told pip's
 # indexes, local wheel folders and CA bundle, and treats them as pip does (best match over all of
 # them; a version found in several is taken from the local one). Without uv (no registry), pip does it.
 uv_install() {
-  pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION" || return 1
+  pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION"  # pip_quiet hides failures: check the result
   [ -x .venv/bin/uv ] || return 1
+  local pip_config; pip_config=$(.venv/bin/pip config list 2>/dev/null || true)
   local args=(--python .venv/bin/python --index-strategy unsafe-best-match --no-progress -q) u
   local index; index=$(pip_setting index-url)
   [ -n "$index" ] && args+=(--index-url "$index")
@@ -52,9 +54,10 @@ import dfcil_core
 
 for mod in pkgutil.iter_modules(dfcil_core.__path__):
     importlib.import_module(f"dfcil_core.{mod.name}")
-for name in ("torch", "torch._dynamo", "torchvision.datasets", "matplotlib.pyplot", "pandas", "dvc.cli", "dvc.repo",
-             "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler", "matplotlib.backends.backend_agg", "PIL.PngImagePlugin",
-             "torch.utils.serialization"):
+# Beyond what dfcil_core's modules import at the top (torch, pandas, matplotlib.pyplot): what they and
+# the drivers import later, on first use.
+for name in ("torch._dynamo", "torch.utils.serialization", "torchvision.datasets", "matplotlib.backends.backend_agg",
+             "PIL.PngImagePlugin", "dvc.cli", "dvc.repo", "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler"):
     importlib.import_module(name)
 EOF
   echo "$want" > "$stamp"
