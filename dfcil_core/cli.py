@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from dfcil_core import config as config_mod
-from dfcil_core.errors import DfcilError
+from dfcil_core.errors import DfcilError, StopRequested
 
 RESULTS_TABLE = "benchmarks/results.csv"  # the scratch results table of every benchmark subcommand
 
@@ -235,9 +235,6 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from dfcil_core import stages
-    from dfcil_core.runtime import install_sigterm_handler
-
     if args.command == "presets":
         from dfcil_core.presets import PRESETS
 
@@ -284,6 +281,10 @@ def dispatch(args: argparse.Namespace) -> int:
         else:
             print(render(cfg, args.out, args.params_file), end="")
         return 0
+    # The stages (and torch) only now: `report`, `config`, `dvc-yaml` answer without them.
+    from dfcil_core import stages
+    from dfcil_core.runtime import install_sigterm_handler
+
     install_sigterm_handler()
     if args.command == "split":
         stages.split(cfg, out)
@@ -318,8 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    from dfcil_core.runtime import StopRequested
-
     try:
         return dispatch(args)
     except DfcilError as err:

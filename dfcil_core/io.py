@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dfcil_core import __version__
 from dfcil_core.errors import DfcilError
@@ -63,6 +62,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
+    import torch  # here, not at the top: reading JSON results (`dfcil report`) should not pay torch's import
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_bytes(path, buf.getvalue())
@@ -72,6 +73,8 @@ def load_torch(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise DfcilError(f"missing input: {p}")
+    import torch
+
     try:
         return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as err:

@@ -13,10 +13,6 @@ from dfcil_core.config import RuntimeConfig
 from dfcil_core.errors import DfcilError
 
 
-class StopRequested(Exception):
-    """SIGTERM arrived: the stage stopped at a safe point; re-running the same command continues."""
-
-
 class SigtermFlag:
     """Set by SIGTERM; the training and inversion loops check it between steps."""
 

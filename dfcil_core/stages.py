@@ -34,7 +34,7 @@ from dfcil_core.runtime import (
     task_seed,
     uncompiled_features,
 )
-from dfcil_core.synthesis import new_generator, sample_replay, synthesize_generator
+from dfcil_core.synthesis import build_generator, new_generator, sample_replay, synthesize_generator
 from dfcil_core.training import TaskData, accuracy_row, fit_task, new_classifier, to_device
 
 log = logging.getLogger("dfcil")
@@ -226,7 +226,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
         if learner.uses_replay:
             gpath = lay.generator(method, task)
             gckpt = load_checked(gpath, generator_hash(cfg, method, task), f"generator of task {task}")
-            generator, _ = new_generator(cfg, device)
+            generator = build_generator(cfg, device)
             generator.load_state_dict(gckpt["state_dict"])
             inputs[str(gpath.relative_to(out))] = io.file_sha256(gpath)
     compile_features(model, cfg.runtime, device)
@@ -306,7 +306,7 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device,
     model = _load_model(lay.model(method, 2), cfg, model_hash(cfg, method, 2), f"θ(2) of {method}", device)
     teacher = _load_model(lay.model(method, 1), cfg, model_hash(cfg, method, 1), f"θ(1) of {method}", device)
     gck = load_checked(lay.generator(method, 2), generator_hash(cfg, method, 2), "generator of task 2")
-    generator, _ = new_generator(cfg, device)
+    generator = build_generator(cfg, device)
     generator.load_state_dict(gck["state_dict"])
     from dfcil_core.data import DeviceAugment
 

@@ -13,8 +13,9 @@ from torch import nn
 
 from dfcil_core import losses
 from dfcil_core.config import Config, SynthesisConfig
+from dfcil_core.errors import StopRequested
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import SigtermFlag, StopRequested, autocast, fused_if_supported, prepare_model
+from dfcil_core.runtime import SigtermFlag, autocast, fused_if_supported, prepare_model
 
 
 class BNStatisticsHooks:
@@ -127,9 +128,15 @@ def prior_kernel(cfg: SynthesisConfig) -> torch.Tensor:
     return losses.gaussian_kernel(5, 1.0, cfg.prior_kernel)
 
 
+def build_generator(cfg: Config, device: torch.device) -> Generator:
+    """A fresh generator F laid out as the runtime asks, to load a checkpoint into and sample from.
+    No optimiser: building one imports torch._dynamo (about 2.5 s of a process's start on a CPU)."""
+    return prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
+
+
 def new_generator(cfg: Config, device: torch.device) -> tuple[Generator, torch.optim.Optimizer]:
-    """A fresh generator F and its Adam optimiser, laid out as the runtime asks."""
-    g = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, cfg.runtime)
+    """A fresh generator F and its Adam optimiser, to train."""
+    g = build_generator(cfg, device)
     return g, torch.optim.Adam(g.parameters(), lr=cfg.synthesis.lr, **fused_if_supported(device))
 
 

@@ -19,9 +19,10 @@ import torch
 from dfcil_core import io
 from dfcil_core.config import Config
 from dfcil_core.data import DeviceAugment
+from dfcil_core.errors import StopRequested
 from dfcil_core.learners import Learner, StepBatch
 from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.runtime import SigtermFlag, StopRequested, autocast, fused_if_supported, step_begin
+from dfcil_core.runtime import SigtermFlag, autocast, fused_if_supported, step_begin
 from dfcil_core.synthesis import sample_replay
 
 log = logging.getLogger("dfcil")

@@ -36,6 +36,23 @@ uv_install() {
     env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" --no-deps -e .
 }
 
+# Import the modules named (`pkg.*`: every module of pkg) with bytecode writing on.
+warm_bytecode() {
+  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python - "$@" <<'EOF'
+import importlib
+import pkgutil
+import sys
+
+for name in sys.argv[1:]:
+    if name.endswith(".*"):
+        package = importlib.import_module(name[:-2])
+        for mod in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
+    else:
+        importlib.import_module(name)
+EOF
+}
+
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if ! uv_install; then
     echo "setup: uv unavailable or failed; installing with pip (slower)"
@@ -46,19 +63,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Write the bytecode of every module the jobs import, once. Neither installer compiles it, and where
   # PYTHONDONTWRITEBYTECODE is set (it is on some machines) no later process writes it either: each
   # dfcil process (one per DVC stage) would compile torch's sources again, ~4 s of every stage.
-  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python - <<'EOF'
-import importlib
-import pkgutil
-
-import dfcil_core
-
-for mod in pkgutil.iter_modules(dfcil_core.__path__):
-    importlib.import_module(f"dfcil_core.{mod.name}")
-# Beyond what dfcil_core's modules import at the top (torch, pandas, matplotlib.pyplot): what they and
-# the drivers import later, on first use.
-for name in ("torch._dynamo", "torch.utils.serialization", "torchvision.datasets", "matplotlib.backends.backend_agg",
-             "PIL.PngImagePlugin", "dvc.cli", "dvc.repo", "dvc.repo.reproduce", "kfp.dsl", "kfp.compiler"):
-    importlib.import_module(name)
-EOF
+  # Two importers side by side (compiling takes one core): torch, then torch._dynamo (the optimisers
+  # import it; ~10 s to compile) and dfcil_core in one; in the other first what needs no torch, so that
+  # when it comes to torchvision torch is compiled. About 29 s one after the other, ~20 s so here.
+  warm_bytecode torch torch._dynamo torch.utils.serialization 'dfcil_core.*' &
+  torch_side=$!
+  warm_bytecode pandas matplotlib.pyplot matplotlib.backends.backend_agg PIL.PngImagePlugin dvc.cli dvc.repo \
+    dvc.repo.reproduce kfp.dsl kfp.compiler torchvision.datasets
+  wait "$torch_side"
   echo "$want" > "$stamp"
 fi

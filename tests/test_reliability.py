@@ -222,8 +222,9 @@ def test_sigterm_during_synthesis_stops_at_the_next_generator_step(monkeypatch):
     import torch
 
     from dfcil_core import config as config_mod
+    from dfcil_core.errors import StopRequested
     from dfcil_core.models import Generator, IncrementalClassifier
-    from dfcil_core.runtime import SigtermFlag, StopRequested
+    from dfcil_core.runtime import SigtermFlag
     from dfcil_core.synthesis import synthesize_generator
 
     cfg = config_mod.load(preset="tiny").synthesis

@@ -125,3 +125,24 @@ def test_story_table_prints_one_row_per_run_and_the_mean(tmp_path, capsys):
     assert lines[3].endswith("| 4 of 7 (not: ABD > deepinversion; ABD > base; MID(real t1, synthetic t1)) |")
     # Means over the two runs; ABD's std = |40 - 20| / sqrt(2).
     assert lines[4].startswith("| mean ± std | 60.0 ± 0.0 | 30.0 ± 0.0 | 33.0 ± 0.0 | **30.0 ± 14.1** |")
+
+
+def test_report_command_prints_the_table_without_importing_torch(tmp_path):
+    """`dfcil report` only reads JSON: the main job ends with it, and torch's import is ~3 s of a CPU's start."""
+    import subprocess
+    import sys
+
+    doc = _doc()
+    for m in doc["methods"].values():
+        m.update(new_acc=50.0, forgetting=10.0)
+    doc.update(name="default", dataset="cifar100", n_tasks=2, seed=0)
+    doc["diagnosis"]["abd"].update(mid_real1_real2=0.4, feature_dims=64)
+    doc["diagnosis"]["deepinversion"].update(mid_real1_real2=0.7, feature_dims=64)
+    io.write_json(tmp_path / "metrics.json", doc)
+    code = ("import sys; from dfcil_core.cli import main; rc = main(['report', '--out', sys.argv[1]]); "
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "abd 40.0 85.0 25.0 50.0 10.0" in [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert "  ok   MID(real t1, synthetic t1): DeepInversion 3.90 > ABD 0.50" in r.stdout
+    assert r.stdout.rstrip().endswith("torch not imported")
