@@ -31,9 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["upper_bound", "base", "deepinversion", "abd"],
         "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 500, "test_per_class": 100},
         "model": {"head_size": 4},
-        "train": {"epochs": 4, "milestones": [3], "task_epochs": {1: 3}, "batch_size": 32, "lr": 0.025,
-                  "checkpoint_every": 2},
-        "synthesis": {"steps": 40, "batch_size": 32, "replay_batch_size": 32},
+        "train": {"epochs": 4, "milestones": [3], "batch_size": 32, "lr": 0.025, "checkpoint_every": 2},
+        "synthesis": {"steps": 60, "batch_size": 32, "replay_batch_size": 32},
     },
     # CI: seconds, every code path.
     "tiny": {
