@@ -5,13 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 UV_VERSION=0.13.9
+PIP_VERSION=23.2.1  # the venv's own pip, for users (the one Python 3.11's ensurepip brings)
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  # Without ensurepip's pip (7 s of a fresh setup here): uv installs pip with the rest, or, without
+  # uv, ensurepip bootstraps it below.
+  "$PY" -m venv --without-pip .venv
 fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 
-pip_quiet() { .venv/bin/pip "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+# pip (the venv's, or with PIP_PY=python the system's), without its notes on missing find-links folders.
+pip_quiet() { "${PIP_PY:-.venv/bin/python}" -m pip "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 
 # A pip setting as pip resolves it (its environment variable first, then its config files), or nothing,
 # read from `pip config list` output in $pip_config (read once: each pip start costs about half a second).
@@ -22,9 +26,15 @@ pip_setting() { sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" <<<"$pip_config" | head -1
 # indexes, local wheel folders and CA bundle, and treats them as pip does (best match over all of
 # them; a version found in several is taken from the local one). Without uv (no registry), pip does it.
 uv_install() {
-  pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION"  # pip_quiet hides failures: check the result
+  # uv into the venv by the system's pip (the venv has none yet); pip_quiet hides failures: check the result.
+  PIP_PY=$PY pip_quiet install -q --disable-pip-version-check --root-user-action=ignore --ignore-installed \
+    --prefix .venv "uv==$UV_VERSION"
+  if [ ! -x .venv/bin/uv ]; then  # no pip beside $PY: the venv's own, bootstrapped
+    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip -q
+    pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION"
+  fi
   [ -x .venv/bin/uv ] || return 1
-  local pip_config; pip_config=$(.venv/bin/pip config list 2>/dev/null || true)
+  local pip_config; pip_config=$("$PY" -m pip config list 2>/dev/null || .venv/bin/python -m pip config list 2>/dev/null || true)
   local args=(--python .venv/bin/python --index-strategy unsafe-best-match --no-progress -q) u
   local index; index=$(pip_setting index-url)
   [ -n "$index" ] && args+=(--index-url "$index")
@@ -32,7 +42,7 @@ uv_install() {
   for u in $(pip_setting find-links); do args+=(--find-links "$u"); done
   local cert ca=(); cert=$(pip_setting cert)
   [ -n "$cert" ] && ca=("SSL_CERT_FILE=$cert")
-  env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" -r requirements.txt &&
+  env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" -r requirements.txt "pip==$PIP_VERSION" &&
     env "${ca[@]}" .venv/bin/uv pip install "${args[@]}" --no-deps -e .
 }
 
@@ -56,6 +66,7 @@ EOF
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if ! uv_install; then
     echo "setup: uv unavailable or failed; installing with pip (slower)"
+    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip -q
     # --no-compile: the bytecode of what the jobs import is written below instead.
     pip_quiet install -q --disable-pip-version-check --no-compile -r requirements.txt
     pip_quiet install -q --disable-pip-version-check --no-deps -e .
