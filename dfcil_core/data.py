@@ -7,7 +7,9 @@ of heads, so "classes seen so far" is always a prefix of the logits.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,31 +61,86 @@ def task_class_blocks(sizes: list[int]) -> list[list[int]]:
     return blocks
 
 
+@dataclass(frozen=True)
+class CifarRelease:
+    """A python-pickle release of CIFAR (https://www.cs.toronto.edu/~kriz/cifar.html): its folder, its
+    train and test files with their md5, the class-name file (md5, key) and the label key."""
+
+    folder: str
+    train: tuple[tuple[str, str], ...]
+    test: tuple[tuple[str, str], ...]
+    meta: tuple[str, str, str]
+    label_key: str
+
+
+CIFAR_RELEASES = {
+    "cifar100": CifarRelease("cifar-100-python", (("train", "16019d7e3df5f24257cddd939b257f8d"),),
+                             (("test", "f0ef6b0ae62326f3e7ffdfab6717acfc"),),
+                             ("meta", "7973b15100ade9c7d40fb424638fde48", "fine_label_names"), "fine_labels"),
+    "cifar10": CifarRelease("cifar-10-batches-py",
+                            (("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                             ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                             ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                             ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+                             ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb")),
+                            (("test_batch", "40351d587109b95175f43aff81a1287e"),),
+                            ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888", "label_names"), "labels"),
+}
+
+
+def _md5_matches(path: Path, expected: str) -> bool:
+    if not path.is_file():
+        return False
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == expected
+
+
+def _read_cifar(release: CifarRelease, root: Path) -> tuple[ImageArrays, ImageArrays] | None:
+    """Train and test arrays of a release under `root`, or None when a file is missing or corrupt.
+    Read here rather than through torchvision's CIFAR classes: importing torchvision is ~3.5 s of
+    the split stage's start on a CPU. Only files whose md5 matches are unpickled."""
+    folder = root / release.folder
+    meta_file, meta_md5, names_key = release.meta
+    if not all(_md5_matches(folder / f, md5) for f, md5 in (*release.train, *release.test, (meta_file, meta_md5))):
+        return None
+
+    def unpickle(name: str) -> dict:
+        with open(folder / name, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+
+    classes = list(unpickle(meta_file)[names_key])
+    out = []
+    for files in (release.train, release.test):
+        parts = [unpickle(name) for name, _ in files]
+        x = np.vstack([p["data"] for p in parts]).reshape(-1, 3, 32, 32)  # rows are R, G, B planes: NCHW
+        y = np.asarray([label for p in parts for label in p[release.label_key]], dtype=np.int64)
+        out.append(ImageArrays(x=np.ascontiguousarray(x, dtype=np.uint8), y=y, classes=classes))
+    return out[0], out[1]
+
+
 def _load_cifar(name: str, root: Path, download: bool) -> tuple[ImageArrays, ImageArrays]:
-    from torchvision import datasets
+    release = CIFAR_RELEASES[name]
+    arrays = _read_cifar(release, root)
+    if arrays is not None:
+        return arrays
+    if not download:
+        raise DfcilError(f"{name} not found or corrupt under {root} (set ${DATA_ROOT_ENV} to the folder "
+                         f"holding {release.folder}/, or enable data.download)")
+    from torchvision import datasets  # only to download (and unpack) the release
 
     cls = datasets.CIFAR100 if name == "cifar100" else datasets.CIFAR10
-    out = []
-    for train in (True, False):
-        try:
-            ds = cls(root=str(root), train=train, download=False)
-        except RuntimeError:
-            if not download:
-                raise DfcilError(
-                    f"{name} not found or corrupt under {root} (set ${DATA_ROOT_ENV} to the folder "
-                    f"holding {cls.base_folder}/, or enable data.download)"
-                ) from None
-            try:
-                ds = cls(root=str(root), train=train, download=True)
-            except Exception as err:  # network or checksum failure
-                raise DfcilError(
-                    f"{name} not found or corrupt under {root} and the download failed "
-                    f"({type(err).__name__}); set ${DATA_ROOT_ENV} to a folder holding "
-                    f"{cls.base_folder}/"
-                ) from None
-        x = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))  # NHWC -> NCHW, uint8
-        out.append(ImageArrays(x=x, y=np.asarray(ds.targets, dtype=np.int64), classes=list(ds.classes)))
-    return out[0], out[1]
+    try:
+        cls(root=str(root), train=True, download=True)
+    except Exception as err:  # network or checksum failure
+        raise DfcilError(f"{name} not found or corrupt under {root} and the download failed "
+                         f"({type(err).__name__}); set ${DATA_ROOT_ENV} to a folder holding {release.folder}/") from None
+    arrays = _read_cifar(release, root)
+    if arrays is None:
+        raise DfcilError(f"{name}: the download into {root} did not leave the expected files ({release.folder}/)")
+    return arrays
 
 
 def _load_imagefolder(root: Path, size: int) -> tuple[ImageArrays, ImageArrays]:

@@ -64,6 +64,18 @@ def test_real_cifar100_split(data_root):
     assert t2.x.shape[0] == 5000 and set(t2.y.tolist()) == set(range(10, 20))
 
 
+def test_cifar100_reader_gives_torchvision_arrays_exactly(data_root):
+    """Our md5-checked pickle reader (no torchvision import at split time) against torchvision's CIFAR100."""
+    from torchvision import datasets
+
+    ours = data.load_dataset("cifar100", None, False, 32)
+    for train, arrays in zip((True, False), ours, strict=True):
+        ref = datasets.CIFAR100(str(data_root), train=train, download=False)
+        assert np.array_equal(arrays.x, ref.data.transpose(0, 3, 1, 2)) and arrays.x.flags.c_contiguous
+        assert arrays.x.dtype == np.uint8 and arrays.y.dtype == np.int64
+        assert np.array_equal(arrays.y, np.asarray(ref.targets)) and arrays.classes == list(ref.classes)
+
+
 def test_missing_data_root_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path))
     with pytest.raises(DfcilError, match=r"\$DFCIL_DATA_ROOT"):
