@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dfcil_core import io, metrics, report
@@ -392,6 +391,8 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
             {m: [100 * a.seen_accuracy(i) / upper.seen_accuracy(i) for i in range(a.n_tasks)]
              for m, a in matrices.items()}, ev / "omega_per_task.png", "A_(i,1:i) / upper bound (%)",
             title=f"{cfg.name}: terms of Ω")
+    import pandas as pd  # here: the training stages, processes of their own, need not pay its import
+
     tables = lay.root / "results"
     for name, rows in (("runs.csv", run_rows), ("tasks.csv", task_rows)):
         with io.atomic_path(tables / name) as tmp:
