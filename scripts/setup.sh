@@ -30,7 +30,7 @@ uv_install() {
   PIP_PY=$PY pip_quiet install -q --disable-pip-version-check --root-user-action=ignore --ignore-installed \
     --prefix .venv "uv==$UV_VERSION"
   if [ ! -x .venv/bin/uv ]; then  # no pip beside $PY: the venv's own, bootstrapped
-    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip -q
+    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip --default-pip >/dev/null
     pip_quiet install -q --disable-pip-version-check "uv==$UV_VERSION"
   fi
   [ -x .venv/bin/uv ] || return 1
@@ -66,7 +66,7 @@ EOF
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if ! uv_install; then
     echo "setup: uv unavailable or failed; installing with pip (slower)"
-    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip -q
+    [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip --default-pip >/dev/null
     # --no-compile: the bytecode of what the jobs import is written below instead.
     pip_quiet install -q --disable-pip-version-check --no-compile -r requirements.txt
     pip_quiet install -q --disable-pip-version-check --no-deps -e .
