@@ -10,10 +10,6 @@ if [ -z "${DFCIL_DATA_ROOT:-}" ]; then
 fi
 export DFCIL_DATA_ROOT
 export PATH="$PWD/.venv/bin:$PATH"
-# torch's OpenMP threads spin between parallel regions instead of sleeping: with many small kernels
-# (ResNet-32 at batch 32) about 8 % less training time on 2 cores, and the same numbers (the wait
-# policy does not change how work is split). Set OMP_WAIT_POLICY=PASSIVE on a shared machine.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 [ -d .dvc ] || dvc init -q
 tree_before=$(git status --porcelain 2>/dev/null || true)
 dvc repro
