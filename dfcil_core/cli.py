@@ -281,7 +281,8 @@ def dispatch(args: argparse.Namespace) -> int:
         else:
             print(render(cfg, args.out, args.params_file), end="")
         return 0
-    # The stages (and torch) only now: `report`, `config`, `dvc-yaml` answer without them.
+    # The stages only now: `report` answers without importing torch (`config` and `dvc-yaml` still do,
+    # through the learners that dvc_pipeline reads).
     from dfcil_core import stages
     from dfcil_core.runtime import install_sigterm_handler
 
