@@ -91,11 +91,8 @@ CIFAR_RELEASES = {
 def _md5_matches(path: Path, expected: str) -> bool:
     if not path.is_file():
         return False
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest() == expected
+        return hashlib.file_digest(f, "md5").hexdigest() == expected
 
 
 def _read_cifar(release: CifarRelease, root: Path) -> tuple[ImageArrays, ImageArrays] | None:
