@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from dfcil_core import config as config_mod
-from dfcil_core.costs import StepSeconds, table_cost
+from dfcil_core.foundations import config as config_mod
+from dfcil_core.lab.costs import StepSeconds, table_cost
 
 # NVIDIA H200, `bash benchmarks/device_check.sh` (2026-11-27): CUDA graphs on the trunk, TF32, batch 128.
 H200 = StepSeconds(ce=0.0051, replay=0.0162, generator=0.0180, device="NVIDIA H200 (CUDA graphs, TF32), 2026-11-27")

@@ -18,7 +18,7 @@ log="$OUT/log.txt"
 } >"$log" 2>&1
 # (a)-(c): eager fp32 baseline vs ours (channels-last, fused optimisers), then ours + torch.compile
 # with CUDA graphs, in TF32 and in bf16.
-timeout 100 python3 benchmarks/throughput.py --device cuda --steps 50 --out "$OUT/throughput.json" >>"$log" 2>&1
+timeout 100 python3 -m dfcil_core benchmark throughput --device cuda --steps 50 --out "$OUT/throughput.json" >>"$log" 2>&1
 echo "rc throughput $?" >>"$log"
 # Whole ten-task ABD profile (real CIFAR-100 subset: 100 train / 20 test images per class) on a
 # short schedule; per-stage seconds scale to the full run.
@@ -27,10 +27,10 @@ common=(--subset .devdata/c100.npz --preset paper-cifar100-10 --set 'methods=[ab
         --set data.test_per_class=20 --set runtime.device=cuda)
 timeout 120 python3 benchmarks/profile_run.py "${common[@]}" --out "$OUT/profile_ours.json" >>"$log" 2>&1
 echo "rc profile_ours $?" >>"$log"
-timeout 120 python3 benchmarks/throughput.py --device cuda --steps 50 --compile --compile-mode reduce-overhead \
+timeout 120 python3 -m dfcil_core benchmark throughput --device cuda --steps 50 --compile --compile-mode reduce-overhead \
   --out "$OUT/throughput_graphs.json" >>"$log" 2>&1
 echo "rc throughput_graphs $?" >>"$log"
-timeout "${1:-120}" python3 benchmarks/throughput.py --device cuda --steps 50 --compile --compile-mode reduce-overhead \
+timeout "${1:-120}" python3 -m dfcil_core benchmark throughput --device cuda --steps 50 --compile --compile-mode reduce-overhead \
   --amp --out "$OUT/throughput_graphs_bf16.json" >>"$log" 2>&1
 echo "rc throughput_graphs_bf16 $?" >>"$log"
 cat "$log"

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dfcil_core import fidelity, tables
-from dfcil_core.errors import DfcilError
-from dfcil_core.runtime import device_fingerprint
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.lab import reference_check as fidelity
+from dfcil_core.method.runtime import device_fingerprint
 
 REFERENCE_CSV = Path(__file__).resolve().parent / "reference-proxy.csv"
 COMMAND = "bash benchmarks/reference_proxy.sh 2"
@@ -94,7 +94,7 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
     rows["command"] = command
     if csv.is_file():
         old = pd.read_csv(csv)
-        old["device_class"] = tables.device_classes(old)
+        old["device_class"] = old["device_class"].fillna(fidelity.UNKNOWN).astype(str)
         drop = []
         for i, r in rows.iterrows():
             same = old[(old.method == r.method) & (old.seed == r.seed) & old.device_class.isin([here, fidelity.UNKNOWN])]

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfcil_core import config, data, io
-from dfcil_core.bench import time_run
-from dfcil_core.runtime import device_name, resolve_device
+from dfcil_core.foundations import atomic_io, config
+from dfcil_core.lab.throughput import time_run
+from dfcil_core.method import datasets as data
+from dfcil_core.method.runtime import device_name, resolve_device
 
 
 def make_subset(path: Path, train_per_class: int, test_per_class: int) -> None:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     wall, stage_seconds, metrics = timing["wall_seconds"], timing["stage_seconds"], timing["metrics"]
     result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "preset": a.preset, "overrides": a.set, **timing, "config": cfg.model_dump(mode="json")}
-    io.write_json(a.out, result)
+    atomic_io.write_json(a.out, result)
     print(f"device: {result['device']} | torch {result['torch']} | {a.preset} {' '.join(a.set)}")
     print(f"wall: {wall:.1f} s | " + " | ".join(f"{k} {v:.1f} s" for k, v in stage_seconds.items()))
     for m, v in metrics["methods"].items():

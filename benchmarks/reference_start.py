@@ -8,7 +8,7 @@
 generator from the reference's θ(1) first. The reference's run directory (`--reference`) is the
 `models/repeat-R/task-1` folder of `benchmarks/reference_proxy.sh` for the same class-order seed as
 the source run. The checkpoints keep our run's metadata (same config hashes), so the stages accept
-them; only the weights are the reference's, mapped with tests/reference_impl.py (its 100-row head cut
+them; only the weights are the reference's, mapped with dfcil_core.lab.reference_weights (its 100-row head cut
 to our run's rows: all 100 by default; the diagnostics of 2026-11-30 in README "Fidelity" ran before
 `model.head_size` existed, with 20 rows: add `-S model.head_size=20` to repeat them).
 `--probe` prints, for both starts, the ABD feature-KD term at the first step of task 2
@@ -26,21 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import reference_impl  # noqa: E402  (the one state-dict mapping, shared with the equivalence tests)
-
-from dfcil_core import io, losses  # noqa: E402
-from dfcil_core.config import AbdConfig  # noqa: E402
-from dfcil_core.data import DeviceAugment  # noqa: E402
-from dfcil_core.models import Generator, IncrementalClassifier  # noqa: E402
+from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations.config import AbdConfig
+from dfcil_core.lab.reference_weights import generator_state, resnet32_state
+from dfcil_core.method import losses
+from dfcil_core.method.augment import DeviceAugment
+from dfcil_core.method.models import Generator, IncrementalClassifier
 
 MODEL, GENERATOR = Path("models/abd/task_1.pt"), Path("generators/abd/task_2.pt")
 
 
 def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
-    model = reference_impl.resnet32_state(torch.load(ref_dir / "class.pth", map_location="cpu"))
+    model = resnet32_state(torch.load(ref_dir / "class.pth", map_location="cpu"))
     model["head.weight"], model["head.bias"] = model["head.weight"][:head_rows], model["head.bias"][:head_rows]
-    gen = reference_impl.generator_state(torch.load(ref_dir / "generator.pth", map_location="cpu"))
+    gen = generator_state(torch.load(ref_dir / "generator.pth", map_location="cpu"))
     return model, gen
 
 
@@ -72,7 +71,7 @@ def main() -> int:
     p.add_argument("--theta-only", action="store_true", help="copy θ(1) only (invert our own generator from it)")
     p.add_argument("--probe", action="store_true", help="print the first-step feature-KD of both starts")
     a = p.parse_args()
-    ours_model, ours_gen = io.load_torch(a.source / MODEL), io.load_torch(a.source / GENERATOR)
+    ours_model, ours_gen = atomic_io.load_torch(a.source / MODEL), atomic_io.load_torch(a.source / GENERATOR)
     rows = ours_model["state_dict"]["head.weight"].shape[0]
     ref_model, ref_gen = reference_weights(a.reference, rows)
     if a.probe:
@@ -85,10 +84,10 @@ def main() -> int:
         return 2
     shutil.copytree(a.source / "split", a.out / "split")
     ours_model["state_dict"] = ref_model
-    io.save_torch(a.out / MODEL, ours_model)
+    atomic_io.save_torch(a.out / MODEL, ours_model)
     if not a.theta_only:
         ours_gen["state_dict"] = ref_gen
-        io.save_torch(a.out / GENERATOR, ours_gen)
+        atomic_io.save_torch(a.out / GENERATOR, ours_gen)
     print(f"{a.out}: the reference's θ(1){'' if a.theta_only else ' and generator'} under our run's metadata")
     return 0
 

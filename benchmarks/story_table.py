@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfcil_core import io
-from dfcil_core.report import story_checks
+from dfcil_core.foundations import atomic_io
+from dfcil_core.run.report import story_checks
 
 METHODS = ["upper_bound", "base", "deepinversion", "abd"]
 
@@ -27,7 +27,7 @@ def short(check: str) -> str:
 
 
 def row(run: Path) -> tuple[list[float], str]:
-    doc = io.read_json(run / "metrics.json")
+    doc = atomic_io.read_json(run / "metrics.json")
     m, d = doc["methods"], doc.get("diagnosis") or {}
     checks = story_checks(doc)
     failed = [short(text) for text, ok in checks if not ok]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components.stages import DEFAULT_IMAGE, make_components
-from dfcil_core import config as config_mod
-from dfcil_core.dvc_pipeline import explicit_params
-from dfcil_core.learners import LEARNERS, lineage
+from components.stage_components import DEFAULT_IMAGE, make_components
+from dfcil_core.foundations import config as config_mod
+from dfcil_core.foundations import registry
+from dfcil_core.foundations.config import explicit_params
+from dfcil_core.foundations.registry import lineage
 
 S3_SECRET = "dfcil-s3"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
@@ -45,10 +46,9 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
     made: dict[str, object] = {}
     heads: dict[str, object] = {}
     for method in cfg.methods:
-        learner = LEARNERS[method]
         ws = split.outputs["workspace"]
         for t in range(1, cfg.data.n_tasks + 1):
-            if t >= 2 and learner.uses_replay:
+            if registry.replays_inverted(method, t):
                 key = f"gen:{lineage(method, t - 1)}:{t}"
                 if key not in made:
                     task = comps.synthesize(config_yaml=config_yaml, method=method, task=t, split_data=data,

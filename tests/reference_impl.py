@@ -1,7 +1,7 @@
 """Access to the authors' implementation (../shared/reference/abd-dfcil, MIT) for equivalence tests.
 
-The one place that knows how its state dicts map onto ours. Tests that need it call
-`reference()`, which skips (with the reason) when the folder is absent.
+Tests that need it call `reference()`, which skips (with the reason) when the folder is absent; how
+its state dicts map onto ours is `dfcil_core.lab.reference_weights`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 REFERENCE_DIR = Path(os.environ.get("DFCIL_REFERENCE",
                                     Path(__file__).resolve().parents[1].parent / "shared" / "reference"))
@@ -45,39 +44,3 @@ def learner_config(n_classes: int, batch_size: int, tasks: list[list[int]], **ov
                deep_inv_params=[1e-3, 5e1, 1e-3, 1e3, 1], tasks=tasks, top_k=1)
     cfg.update(over)
     return cfg
-
-
-def _resnet_key(key: str) -> str:
-    """conv1/bn1 -> features.stem.{0,1}; layer{s}.{b} -> features.layers.{5(s-1)+b}; last -> head."""
-    head, _, rest = key.partition(".")
-    if head == "conv1":
-        return f"features.stem.0.{rest}"
-    if head == "bn1":
-        return f"features.stem.1.{rest}"
-    if head == "last":
-        return f"head.{rest}"
-    if head.startswith("layer"):
-        stage = int(head[len("layer"):])
-        block, _, param = rest.partition(".")
-        return f"features.layers.{5 * (stage - 1) + int(block)}.{param}"
-    raise KeyError(key)
-
-
-def resnet32_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The reference's ResNet-32 state dict under our IncrementalClassifier's names."""
-    return {_resnet_key(k): v.clone() for k, v in ref_state.items()}
-
-
-# Reference generator (l1, conv_blocks0..2) -> our Generator (fc, net.*); net indices count the
-# parameter-free Upsample / LeakyReLU / Tanh modules in between.
-_GENERATOR_KEYS = {"l1.0": "fc", "conv_blocks0.0": "net.0", "conv_blocks1.0": "net.2", "conv_blocks1.1": "net.3",
-                   "conv_blocks2.0": "net.6", "conv_blocks2.1": "net.7", "conv_blocks2.3": "net.9",
-                   "conv_blocks2.5": "net.11"}
-
-
-def generator_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in ref_state.items():
-        module, param = k.rsplit(".", 1)
-        out[f"{_GENERATOR_KEYS[module]}.{param}"] = v.clone()
-    return out

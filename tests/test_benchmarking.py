@@ -8,17 +8,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfcil_core import artifacts, cli, config, io, stages
-from dfcil_core import benchmarking as bm
-from dfcil_core.errors import DfcilError
+from dfcil_core import __main__ as cli
+from dfcil_core.foundations import atomic_io, config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.lab import gate as bm
+from dfcil_core.lab import gate_protocol as gp
+from dfcil_core.lab import numerics_snapshot as ns
+from dfcil_core.run import artifacts, sequence
+from dfcil_core.run.results_table import RUN_COLUMNS
+
+DEVICE = "cpu AVX2 | 2 threads | torch 2.14.1"
 
 
 def _table(values: dict[str, list[float]], omega: float = 70.0) -> pd.DataFrame:
     rows = []
     for method, accs in values.items():
         for seed, a in enumerate(accs):
-            rows.append({"run_id": f"r{seed}", "dataset": "cifar100", "n_tasks": 10, "method": method, "seed": seed,
-                         "a_n": a, "omega": omega, "forgetting": 10.0})
+            rows.append({"run_id": f"r{seed}", "profile": "paper-cifar100-10", "dataset": "cifar100", "n_tasks": 10,
+                         "method": method, "seed": seed, "train_seed": seed, "a_n": a, "omega": omega,
+                         "forgetting": 10.0, "device_class": DEVICE})
     return pd.DataFrame(rows)
 
 
@@ -100,25 +108,35 @@ def test_injected_regression_is_caught_end_to_end(tmp_path, data_root):
     assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
 
 
+def _runs_csv(out: Path, a_n: float = 30.0, seed: int = 0, train_seed: int = 0) -> None:
+    """A results/runs.csv as the evaluate stage writes it (one ABD row)."""
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"name": "default", "dataset": "cifar100", "n_tasks": 2, "method": "abd", "ablation": "none",
+                   "seed": seed, "train_seed": train_seed, "a_n": a_n, "omega": 80.0, "avg_inc_acc": 40.0,
+                   "forgetting": 10.0, "old_acc": 20.0, "new_acc": 40.0, "device": "cpu",
+                   **{c: 2 if c == "threads" else DEVICE if c == "device_class" else "x" for c in bm.FINGERPRINT_COLUMNS}}],
+                 columns=RUN_COLUMNS).to_csv(out / "results" / "runs.csv", index=False)
+
+
 def test_evaluated_outputs_feed_the_table(tmp_path):
-    """What `dvc exp run` leaves (outputs/results/runs.csv) joins the benchmark table."""
+    """What `dvc exp run` leaves (outputs/results/runs.csv, the stages' log records) joins the benchmark table."""
     out = tmp_path / "outputs"
-    (out / "results").mkdir(parents=True)
-    pd.DataFrame([{"name": "default", "dataset": "cifar100", "n_tasks": 2, "method": "abd", "seed": 0, "a_n": 30.0,
-                   "omega": 80.0, "avg_inc_acc": 40.0, "forgetting": 10.0, "old_acc": 20.0, "new_acc": 40.0,
-                   "train_seconds": 12.0, "device": "cpu"}]).to_csv(out / "results" / "runs.csv", index=False)
+    _runs_csv(out)
     table = tmp_path / "t.csv"
     assert cli.main(["benchmark", "add", str(out), str(out), "--table", str(table)]) == 0
     df = pd.read_csv(table)
     assert len(df) == 2 and df["run_id"].nunique() == 2 and list(df.columns) == bm.TABLE_COLUMNS
-    assert df["a_n"].tolist() == [30.0, 30.0]
-    assert df["train_seed"].tolist() == [0, 0]  # a runs.csv without train_seed trained with the class-order seed
-    runs = pd.read_csv(out / "results" / "runs.csv").assign(seed=3, train_seed=7)
-    runs.to_csv(out / "results" / "runs.csv", index=False)
+    assert df["a_n"].tolist() == [30.0, 30.0] and df["wall_seconds"].isna().all()  # no log records: no times
+    _runs_csv(out, seed=3, train_seed=7)
+    for t in (1, 2):
+        artifacts.write_stage_log(out, artifacts.stage_name("train", "abd", t), seconds=5.0 * t, images_per_s=[8.0])
     assert cli.main(["benchmark", "add", str(out), "--table", str(table)]) == 0
-    assert pd.read_csv(table)[["seed", "train_seed"]].iloc[-1].tolist() == [3, 7]
-    # The row names the commit that evaluated the run (metrics.json), not the checkout adding it.
-    (out / "metrics.json").write_text('{"code_version": "0.1.0+abc1234", "seed": 3}')
+    last = pd.read_csv(table).iloc[-1]
+    assert [last["seed"], last["train_seed"], last["wall_seconds"], last["images_per_s"]] == [3, 7, 15.0, 8.0]
+    # The row names the commit that evaluated the run (its log record), not the checkout adding it.
+    artifacts.write_stage_log(out, "evaluate")
+    record = atomic_io.read_json(artifacts.Layout(out).stage_log("evaluate"))
+    atomic_io.write_json(artifacts.Layout(out).stage_log("evaluate"), {**record, "code_version": "0.1.0+abc1234"})
     assert cli.main(["benchmark", "add", str(out), "--table", str(table)]) == 0
     assert pd.read_csv(table)["git_sha"].iloc[-1] == "abc1234"
     assert cli.main(["benchmark", "add", str(tmp_path / "nope"), "--table", str(table)]) == 2
@@ -140,7 +158,7 @@ def test_cifar_subset_gives_the_same_task_images(tmp_path, data_root, monkeypatc
     same task built from the full data holds, with train_per_class=K, test_per_class=L."""
     import numpy as np
 
-    from dfcil_core import data
+    from dfcil_core.method import datasets as data
 
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(data_root))
     full_train, full_test = data.load_dataset("cifar100", None, False, 32)
@@ -217,8 +235,9 @@ def test_promote_replaces_its_own_device_class_and_keeps_the_others(tmp_path, ca
     stored = pd.read_csv(base)
     assert sorted(stored.groupby("device_class").size().items()) == [(AVX2, 6), (AVX512, 10)]
     assert "lwf_mc" not in set(stored.method)  # --method keeps what the gate compares
-    assert not bm.compare(_on(_table({"abd": [41.0], "lwf": [9.0]}), AVX2), stored).failed
-    assert bm.compare(_on(_table({"abd": [37.0], "lwf": [9.0]}), AVX2), stored).failed  # AVX2 band, not AVX-512's
+    assert not bm.compare(_on(_table({"abd": [41.0], "lwf": [9.0]}), AVX2).assign(profile="proxy"), stored).failed
+    # the AVX2 band, not AVX-512's
+    assert bm.compare(_on(_table({"abd": [37.0], "lwf": [9.0]}), AVX2).assign(profile="proxy"), stored).failed
     assert cli.main(promote) == 0  # promoting the same class again replaces its rows, never duplicates them
     assert len(pd.read_csv(base)) == 16
     with pytest.raises(DfcilError, match=r"no rows for method\(s\) \['ewc'\]"):
@@ -243,31 +262,31 @@ def _snap(device: str = "cpu AVX2 | 2 threads | torch X", loss: float = 0.812345
 
 def test_snapshot_round_trip_matches_and_keeps_other_device_classes(tmp_path):
     path = tmp_path / "snap.csv"
-    bm.update_snapshot(path, _snap("cpu AVX512 | 2 threads | torch X", loss=0.7))
-    bm.update_snapshot(path, _snap())
-    bm.update_snapshot(path, _snap())  # re-recording replaces this class's rows, never duplicates them
-    stored = bm.read_snapshot(path)
+    ns.update_snapshot(path, _snap("cpu AVX512 | 2 threads | torch X", loss=0.7))
+    ns.update_snapshot(path, _snap())
+    ns.update_snapshot(path, _snap())  # re-recording replaces this class's rows, never duplicates them
+    stored = ns.read_snapshot(path)
     assert len(stored) == 4 and sorted(set(stored["device_class"])) == ["cpu AVX2 | 2 threads | torch X",
                                                                         "cpu AVX512 | 2 threads | torch X"]
-    assert bm.check_snapshot(_snap(), stored) == ("match", [])
+    assert ns.check_snapshot(_snap(), stored) == ("match", [])
 
 
 def test_snapshot_flags_a_changed_loss_or_accuracy_in_either_direction(tmp_path):
     stored = _snap()
-    verdict, lines = bm.check_snapshot(_snap(loss=0.8123556), stored)  # 1.2e-5 relative: a kernel change
+    verdict, lines = ns.check_snapshot(_snap(loss=0.8123556), stored)  # 1.2e-5 relative: a kernel change
     assert verdict == "differs" and lines == ["abd final_loss: 0.812356 (snapshot 0.812346)"]
-    verdict, lines = bm.check_snapshot(_snap(a_n=38.75), stored)  # better is a change too
+    verdict, lines = ns.check_snapshot(_snap(a_n=38.75), stored)  # better is a change too
     assert verdict == "differs" and lines == ["abd a_n: 38.75 (snapshot 37.5)"]
-    assert bm.check_snapshot(_snap(loss=0.81234561), stored)[0] == "match"  # what a CSV round trip keeps
+    assert ns.check_snapshot(_snap(loss=0.81234561), stored)[0] == "match"  # what a CSV round trip keeps
 
 
 def test_snapshot_of_another_device_class_is_not_compared():
-    verdict, lines = bm.check_snapshot(_snap("cpu AVX512 | 2 threads | torch X"), _snap())
+    verdict, lines = ns.check_snapshot(_snap("cpu AVX512 | 2 threads | torch X"), _snap())
     assert verdict == "no snapshot" and "cpu AVX512" in lines[0] and "--update" in lines[0]
 
 
 def test_snapshot_with_a_method_missing_differs():
-    verdict, lines = bm.check_snapshot(_snap().iloc[:1], _snap())
+    verdict, lines = ns.check_snapshot(_snap().iloc[:1], _snap())
     assert verdict == "differs" and lines == ["base: only in the snapshot"]
 
 
@@ -284,7 +303,7 @@ def test_seed_spread_hand_values():
     assert spread.loc["abd", "runs"] == 3 and spread.loc["abd", "a_n_mean"] == pytest.approx(34.0)
     assert spread.loc["abd", "a_n_std"] == pytest.approx(4.0) and spread.loc["abd", "a_n_min"] == 30.0
     assert np.isnan(spread.loc["lwf", "a_n_std"]) and spread.loc["lwf", "runs"] == 1
-    assert spread.loc["abd", "seeds"] == "0/0 1/1 2/2"  # no train_seed column: training seed = class-order seed
+    assert spread.loc["abd", "seeds"] == "0/0 1/1 2/2"
 
 
 def test_seed_spread_counts_training_seeds_of_one_class_order():
@@ -325,33 +344,32 @@ def test_benchmark_run_gate_runs_the_gate_profile_with_its_overrides(tmp_path, m
 
     monkeypatch.setattr(bm, "run_profiles", fake_run)
     assert cli.main(["benchmark", "run", "--gate", "-S", "train_seed=3", "--table", str(tmp_path / "t.csv")]) == 0
-    assert seen == {"profiles": [bm.GATE_PROFILE], "overrides": [*bm.GATE_OVERRIDES, "train_seed=3"],
+    assert seen == {"profiles": [gp.GATE_PROFILE], "overrides": [*gp.GATE_OVERRIDES, "train_seed=3"],
                     "table": tmp_path / "t.csv"}
     # Without --table a gate run lands in the checked-in ledger, any other run in the scratch table.
-    assert cli.main(["benchmark", "run", "--gate"]) == 0 and seen["table"] == Path(bm.GATE_LEDGER)
+    assert cli.main(["benchmark", "run", "--gate"]) == 0 and seen["table"] == Path(gp.GATE_LEDGER)
     assert cli.main(["benchmark", "run", "tiny"]) == 0 and seen["table"] == Path("benchmarks/results.csv")
     for argv in (["benchmark", "run"], ["benchmark", "run", "tiny", "--gate"]):
         assert cli.main(argv) == 2
         assert "give profiles or --gate" in capsys.readouterr().err
-    cfg = config.load(preset=bm.GATE_PROFILE, overrides=list(bm.GATE_OVERRIDES))
-    assert tuple(cfg.methods) == bm.GATE_METHODS and cfg.runtime.threads == 2
+    cfg = config.load(preset=gp.GATE_PROFILE, overrides=list(gp.GATE_OVERRIDES))
+    assert tuple(cfg.methods) == gp.GATE_METHODS and cfg.runtime.threads == 2
 
 
 def test_benchmark_run_help_names_the_gate_ledger(capsys):
-    """The help text spells the ledger's path out (the benchmarking import is lazy, so the CLI cannot
-    read the constant when it builds the parser): the two must stay the same path."""
+    """The help text names the ledger a gate run appends to."""
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["benchmark", "run", "--help"])
     assert exit_info.value.code == 0
-    assert bm.GATE_LEDGER in capsys.readouterr().out
+    assert gp.GATE_LEDGER in capsys.readouterr().out
 
 
 def test_checked_in_gate_baseline_rows_come_from_the_gate_ledger():
     """Every promoted baseline row is a gate run recorded in the ledger, value for value, so a band can
     be rebuilt (or widened with a later session's seeds) without the machine that measured it."""
     repo = Path(__file__).resolve().parents[1]
-    ledger, base = bm.read_table(repo / bm.GATE_LEDGER), bm.read_table(repo / bm.GATE_BASELINE)
-    assert list(ledger.columns) == bm.TABLE_COLUMNS and set(ledger["profile"]) == {bm.GATE_PROFILE}
+    ledger, base = bm.read_table(repo / gp.GATE_LEDGER), bm.read_table(repo / gp.GATE_BASELINE)
+    assert list(ledger.columns) == bm.TABLE_COLUMNS and set(ledger["profile"]) == {gp.GATE_PROFILE}
     assert not ledger.duplicated(["run_id", "method"]).any()
     keys = ["run_id", "method", "device_class", "seed", "train_seed", "a_n"]
     joined = base[keys].merge(ledger[keys], how="left", indicator=True)
@@ -361,17 +379,15 @@ def test_checked_in_gate_baseline_rows_come_from_the_gate_ledger():
 def test_run_profiles_labels_rows_with_the_commit_at_the_start(tmp_path, monkeypatch):
     """A gate run takes an hour: a commit landing meanwhile must not label its rows."""
     shas = iter(["before", "after", "after"])
-    monkeypatch.setattr(bm, "_git_sha", lambda: next(shas))
+    monkeypatch.setattr(bm, "git_commit", lambda: next(shas))
 
     def fake_stage_run(cfg, out):
-        row = {"method": "base", "device": "cpu", "a_n": 50.0, "omega": np.nan, "forgetting": 10.0,
-               **{c: "x" for c in bm.FINGERPRINT_COLUMNS}}
-        (out / "results").mkdir(parents=True)
-        pd.DataFrame([row]).to_csv(out / "results" / "runs.csv", index=False)
-        io.save_torch(artifacts.Layout(out).model("base", cfg.data.n_tasks), {"history": {"images_per_s": [1.0]}})
-        bm._git_sha()  # the commit moves while the run trains
+        _runs_csv(out, a_n=50.0)
+        for t in (1, 2):
+            artifacts.write_stage_log(out, artifacts.stage_name("train", "abd", t), seconds=5.0, images_per_s=[1.0, 3.0])
+        bm.git_commit()  # the commit moves while the run trains
         return {}
 
-    monkeypatch.setattr(stages, "run", fake_stage_run)
+    monkeypatch.setattr(sequence, "run", fake_stage_run)
     df = bm.run_profiles(["tiny"], tmp_path)
-    assert list(df["git_sha"]) == ["before"]
+    assert list(df["git_sha"]) == ["before"] and list(df["images_per_s"]) == [2.0]

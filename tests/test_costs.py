@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dfcil_core import config
-from dfcil_core.costs import StepSeconds, run_steps, table_cost
+from dfcil_core.foundations import config
+from dfcil_core.lab.costs import StepSeconds, run_steps, table_cost
 
 
 def test_run_steps_of_the_tiny_profile_by_hand():

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from dfcil_core import config, data
-from dfcil_core.errors import DfcilError
+from dfcil_core.foundations import config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.method import datasets as data
+from dfcil_core.method.augment import DeviceAugment
 
 
 @pytest.mark.parametrize("seed,head", [
@@ -93,7 +95,7 @@ def test_corrupt_data_is_reported(tmp_path, monkeypatch, data_root):
 
 
 def test_device_augment_is_a_padded_crop_or_its_flip():
-    aug = data.DeviceAugment("cifar100", 32, torch.device("cpu"))
+    aug = DeviceAugment("cifar100", 32, torch.device("cpu"))
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     gen = torch.Generator().manual_seed(0)
     out = aug(x, gen)

@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from dfcil_core import config
-from dfcil_core.dvc_pipeline import explicit_params, render
-from dfcil_core.errors import DfcilError
-from dfcil_core.results_sink import S3ResultsSink
+from dfcil_core.drivers.dvc_render import render
+from dfcil_core.drivers.results_sink import S3ResultsSink
+from dfcil_core.foundations import config
+from dfcil_core.foundations.config import explicit_params
+from dfcil_core.foundations.errors import DfcilError
 from tests.s3_server import s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def test_dvc_push_pull_roundtrip_and_results_sink(dvc_repo, tmp_path):
         server.stop()
         # server gone: one clear line, exit 2, nothing local lost
         before = {p: p.read_bytes() for p in (repo / "outputs" / "results").iterdir()}
-        r = sh([sys.executable, "-m", "dfcil_core.cli", "publish", "--out", str(repo / "outputs"),
+        r = sh([sys.executable, "-m", "dfcil_core", "publish", "--out", str(repo / "outputs"),
                 "--results", "s3://dfcil/results"], repo, env=server.env(), check=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         lines = r.stderr.strip().splitlines()

@@ -12,9 +12,11 @@ import pytest
 import torch
 import yaml
 
-from dfcil_core import fidelity, io
-from dfcil_core.metrics import AccuracyMatrix
-from dfcil_core.runtime import device_fingerprint
+from dfcil_core.foundations import atomic_io
+from dfcil_core.lab import reference_check as fidelity
+from dfcil_core.method.metrics import AccuracyMatrix
+from dfcil_core.method.runtime import device_fingerprint
+from dfcil_core.run.artifacts import Layout
 
 
 def _reference_log(root, method: str, trials: list[list[list[float]]]) -> None:
@@ -25,10 +27,14 @@ def _reference_log(root, method: str, trials: list[list[list[float]]]) -> None:
     (d / "pt.yaml").write_text(yaml.safe_dump({"history": hist.tolist()}))
 
 
-def _dfcil_run(root, seed: int, train_seed: int, method: str, a: list[list[float]]) -> None:
+def _dfcil_run(root, seed: int, train_seed: int, method: str, a: list[list[float]],
+               device: str = "cpu AVX2 | 2 threads | torch 2.14.1") -> None:
+    """What `evaluate` leaves for the reference check: metrics.json, the accuracy matrix, runs.csv."""
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"method": method, "device_class": device}]).to_csv(root / "results" / "runs.csv", index=False)
     m = AccuracyMatrix.from_rows(a, [1000, 1000])
-    io.write_json(root / "eval" / method / "accuracy_matrix.json", m.to_dict())
-    io.write_json(root / "metrics.json", {"seed": seed, "train_seed": train_seed, "methods": {
+    atomic_io.write_json(root / "eval" / method / "accuracy_matrix.json", m.to_dict())
+    atomic_io.write_json(root / "metrics.json", {"seed": seed, "train_seed": train_seed, "methods": {
         method: {"a_n": m.seen_accuracy(1), "old_acc": a[1][0], "new_acc": a[1][1]}}})
 
 
@@ -48,7 +54,7 @@ def test_band_is_max_of_3_points_and_2_std(tmp_path):
         runs.append(tmp_path / str(t))
     ours = fidelity.dfcil_rows(runs)
     ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 68.5,
-                         "old_acc": 30.0, "new_acc": 60.0, "a_n": 44.5}])
+                         "old_acc": 30.0, "new_acc": 60.0, "a_n": 44.5, "device_class": "unknown"}])
     table = fidelity.compare(ours, ref).set_index("metric")
     assert table.loc["a_n", "ours_mean"] == pytest.approx(41.0) and table.loc["a_n", "ours_std"] == pytest.approx(1.0)
     assert table.loc["a_n", "band"] == 3.0 and not table.loc["a_n", "pass"]  # 44.5 is 3.5 away
@@ -58,7 +64,7 @@ def test_band_is_max_of_3_points_and_2_std(tmp_path):
 
 def test_markdown_says_not_run(tmp_path):
     _dfcil_run(tmp_path, 1, 1, "lwf", [[50.0], [5.0, 70.0]])
-    ref = pd.DataFrame(columns=fidelity.COLUMNS)
+    ref = pd.DataFrame(columns=[*fidelity.COLUMNS, "device_class"])
     text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), ref))
     assert "| lwf | 1 | 1 / 1 |" in text and "not run" in text and "✗" not in text
 
@@ -66,12 +72,13 @@ def test_markdown_says_not_run(tmp_path):
 def test_runs_evaluated_at_task_1_only_fill_the_task1_cell(tmp_path):
     # `dfcil evaluate --first-task` writes eval/first_task.json: θ(1) is judged before task 2 exists.
     for t, acc in enumerate([72.0, 74.0, 73.0]):
-        io.write_json(tmp_path / str(t) / "eval" / "first_task.json",
-                      {"seed": 0, "train_seed": t, "task1_acc": {"abd": acc, "base": acc - 4}})
+        atomic_io.write_json(tmp_path / str(t) / "eval" / "first_task.json",
+                      {"seed": 0, "train_seed": t, "task1_acc": {"abd": acc, "base": acc - 4},
+                       "device_class": "cpu AVX2 | 2 threads | torch 2.14.1"})
     ours = fidelity.dfcil_rows([tmp_path / str(t) for t in range(3)])
     assert len(ours) == 6 and ours.a_n.isna().all()
     ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 70.0,
-                         "old_acc": 46.9, "new_acc": 50.4, "a_n": 48.65}])
+                         "old_acc": 46.9, "new_acc": 50.4, "a_n": 48.65, "device_class": "unknown"}])
     table = fidelity.compare(ours, ref)
     assert set(table.metric) == {"task1_acc"}  # no later cells to compare
     abd = table[table.method == "abd"].iloc[0]
@@ -85,13 +92,15 @@ def test_a_run_with_both_files_adds_only_the_methods_metrics_json_lacks(tmp_path
     # a run that finished ABD's task 2 but stopped LwF after task 1: ABD from metrics.json (its first
     # cell, not first_task.json's), LwF from first_task.json
     _dfcil_run(tmp_path, 0, 0, "abd", [[71.0], [50.0, 54.0]])
-    io.write_json(tmp_path / "eval" / "first_task.json",
-                  {"seed": 0, "train_seed": 0, "task1_acc": {"abd": 99.0, "lwf": 66.0}})
+    atomic_io.write_json(tmp_path / "eval" / "first_task.json",
+                  {"seed": 0, "train_seed": 0, "task1_acc": {"abd": 99.0, "lwf": 66.0},
+                   "device_class": "cpu AVX2 | 2 threads | torch 2.14.1"})
     rows = fidelity.dfcil_rows([tmp_path]).set_index("method")
     assert sorted(rows.index) == ["abd", "lwf"]
     assert rows.loc["abd", "task1_acc"] == 71.0 and rows.loc["abd", "a_n"] == pytest.approx(52.0)
     assert rows.loc["lwf", "task1_acc"] == 66.0 and np.isnan(rows.loc["lwf", "a_n"])
-    text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), pd.DataFrame(columns=fidelity.COLUMNS)))
+    no_reference = pd.DataFrame(columns=[*fidelity.COLUMNS, "device_class"])
+    text = fidelity.markdown(fidelity.compare(fidelity.dfcil_rows([tmp_path]), no_reference))
     assert "| abd | 0 | 1 / 1 |" in text and "| lwf | 0 | 1 / 0 |" in text
 
 
@@ -109,7 +118,8 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     assert list(rows.seed) == [1] and rows.iloc[0].a_n == pytest.approx(28.2)
     csv = tmp_path / "reference-proxy.csv"
     pd.DataFrame([{"source": "reference", "method": "base", "seed": 0, "train_seed": 0, "task1_acc": 67.8,
-                   "old_acc": 0.0, "new_acc": 65.9, "a_n": 32.95, "date": "2026-11-29", "command": "x"}]).to_csv(csv, index=False)
+                   "old_acc": 0.0, "new_acc": 65.9, "a_n": 32.95, "device_class": "unknown", "date": "2026-11-29",
+                   "command": "x"}]).to_csv(csv, index=False)
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
     subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
                    check=True, capture_output=True)
@@ -117,7 +127,7 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     assert list(zip(merged.method, merged.seed, strict=True)) == [("base", 0), ("base", 1)]
     assert merged.iloc[0].date == "2026-11-29" and merged.iloc[0].a_n == 32.95
     assert merged.iloc[1].a_n == pytest.approx(28.2)
-    # Each row says which device class measured it (old rows without one: unknown), and a row re-measured
+    # Each row says which device class measured it (unknown: a row nobody recorded it for), and a row re-measured
     # with another value is replaced and the replacement printed with both devices.
     here = device_fingerprint(torch.device("cpu"))["device_class"]
     assert merged.iloc[0].device_class == "unknown" and merged.iloc[1].device_class == here
@@ -142,11 +152,8 @@ def _ref_row(method: str, a_n: float, device: str) -> dict:
 
 
 def _dfcil_run_on(root, train_seed: int, device: str, a: list[list[float]], sha: str = "abc1234") -> Path:
-    _dfcil_run(root, 0, train_seed, "abd", a)
-    doc = io.read_json(root / "metrics.json")
-    io.write_json(root / "metrics.json", {**doc, "code_version": f"0.1.0+{sha}"})
-    (root / "results").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"method": "abd", "device_class": device}]).to_csv(root / "results" / "runs.csv", index=False)
+    _dfcil_run(root, 0, train_seed, "abd", a, device)
+    atomic_io.write_json(Layout(root).stage_log("evaluate"), {"stage": "evaluate", "code_version": f"0.1.0+{sha}"})
     return root
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dfcil_core import config
+from dfcil_core.foundations import config
 from pipelines.dfcil_pipeline import compile_pipeline
 
 pytest.importorskip("kfp")
@@ -95,9 +95,9 @@ def test_submit_helpers_build_the_kfp_cli_commands(capsys):
 def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
     from kfp import compiler
 
-    from pipelines.benchmark_pipeline import build_benchmark_pipeline
+    from pipelines.gate_pipeline import build_gate_pipeline
 
-    pipe = build_benchmark_pipeline(["default", "tiny", "cpu-dreaming"], '[{"run_id": "r", "method": "abd", "a_n": 1.0}]')
+    pipe = build_gate_pipeline(["default", "tiny", "cpu-dreaming"], '[{"run_id": "r", "method": "abd", "a_n": 1.0}]')
     compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
@@ -113,11 +113,11 @@ def test_benchmark_pipeline_compares_after_all_profiles(tmp_path):
 def test_benchmark_pipeline_runs_each_gate_seed_in_turn(tmp_path):
     from kfp import compiler
 
-    from pipelines.benchmark_pipeline import build_benchmark_pipeline
+    from pipelines.gate_pipeline import build_gate_pipeline
 
     baseline = '[{"run_id": "r", "method": "abd", "a_n": 1.0}]'
     for seed_key, label in (("train_seed", "train seed"), ("seed", "seed")):
-        pipe = build_benchmark_pipeline(["default"], baseline, seeds=[0, 1, 2], seed_key=seed_key)
+        pipe = build_gate_pipeline(["default"], baseline, seeds=[0, 1, 2], seed_key=seed_key)
         compiler.Compiler().compile(pipe, str(tmp_path / "b.yaml"))
         spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
         by_name = {t["taskInfo"]["name"]: (k, t) for k, t in spec["root"]["dag"]["tasks"].items()}
@@ -128,7 +128,7 @@ def test_benchmark_pipeline_runs_each_gate_seed_in_turn(tmp_path):
         assert overrides == [[f"{seed_key}=0"], [f"{seed_key}=1"], [f"{seed_key}=2"]]
         assert by_name[order[-1]][0] in by_name["compare"][1]["dependentTasks"]
     with pytest.raises(ValueError, match="seed_key"):
-        build_benchmark_pipeline(["default"], baseline, seeds=[0], seed_key="data_seed")
+        build_gate_pipeline(["default"], baseline, seeds=[0], seed_key="data_seed")
 
 
 def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
@@ -136,28 +136,29 @@ def test_checked_in_baseline_compiles_into_the_benchmark_pipeline(tmp_path):
 
     import pandas as pd
 
-    from dfcil_core import benchmarking as bm
-    from pipelines import benchmark_pipeline
+    from dfcil_core.lab import gate
+    from dfcil_core.lab import gate_protocol as gp
+    from pipelines import gate_pipeline
 
-    base = bm.read_table(Path(__file__).resolve().parents[1] / bm.GATE_BASELINE)
+    base = gate.read_table(Path(__file__).resolve().parents[1] / gp.GATE_BASELINE)
     # The gate's baseline: the gate's methods (all of them in the gate profile), every column (device
     # fingerprint included), and per device class at least MIN_BAND_SEEDS seeds of every gate method so
     # that the gate has a seed band wherever it has a baseline.
-    assert set(base["method"]) == set(bm.GATE_METHODS) <= set(config.load(preset=bm.GATE_PROFILE).methods)
-    assert list(base.columns) == bm.TABLE_COLUMNS and set(base["profile"]) == {bm.GATE_PROFILE}
+    assert set(base["method"]) == set(gp.GATE_METHODS) <= set(config.load(preset=gp.GATE_PROFILE).methods)
+    assert list(base.columns) == gate.TABLE_COLUMNS and set(base["profile"]) == {gp.GATE_PROFILE}
     for _, rows in base.groupby("device_class"):
-        assert set(rows["method"]) == set(bm.GATE_METHODS)
-        assert bm.seed_spread(rows)["runs"].min() >= bm.MIN_BAND_SEEDS
+        assert set(rows["method"]) == set(gp.GATE_METHODS)
+        assert gate.seed_spread(rows)["runs"].min() >= gate.MIN_BAND_SEEDS
     # One class order (the nightly runs vary train_seed at it): compare refuses any other.
-    assert set(base["seed"]) == {0} and set(bm.GATE_SEEDS) <= set(base["train_seed"])
-    assert benchmark_pipeline.main(["--out", str(tmp_path / "b.yaml")]) == 0
+    assert set(base["seed"]) == {0} and set(gp.GATE_SEEDS) <= set(base["train_seed"])
+    assert gate_pipeline.main(["--out", str(tmp_path / "b.yaml")]) == 0
     spec = yaml.safe_load((tmp_path / "b.yaml").read_text())
     default = spec["root"]["inputDefinitions"]["parameters"]["baseline_json"]["defaultValue"]
     assert len(pd.read_json(io.StringIO(default))) == len(base)
     # Every nightly run is the gate profile with the gate's methods at the baseline's thread count, on a CPU.
     runs = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"].startswith("run ")]
-    assert [t["taskInfo"]["name"] for t in runs] == [f"run {bm.GATE_PROFILE} train seed {s}" for s in bm.GATE_SEEDS]
-    for t, s in zip(runs, bm.GATE_SEEDS, strict=True):
-        assert t["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] == [*bm.GATE_OVERRIDES, f"train_seed={s}"]
-    assert set(base["threads"]) == {2} and "runtime.threads=2" in bm.GATE_OVERRIDES
+    assert [t["taskInfo"]["name"] for t in runs] == [f"run {gp.GATE_PROFILE} train seed {s}" for s in gp.GATE_SEEDS]
+    for t, s in zip(runs, gp.GATE_SEEDS, strict=True):
+        assert t["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"] == [*gp.GATE_OVERRIDES, f"train_seed={s}"]
+    assert set(base["threads"]) == {2} and "runtime.threads=2" in gp.GATE_OVERRIDES
     assert "nvidia.com/gpu" not in (tmp_path / "b.yaml").read_text()

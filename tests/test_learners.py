@@ -7,10 +7,12 @@ import copy
 import pytest
 import torch
 
-from dfcil_core import config, losses
-from dfcil_core.errors import DfcilError
-from dfcil_core.learners import LEARNERS, StepBatch, lineage, make_learner
-from dfcil_core.models import IncrementalClassifier
+from dfcil_core.foundations import config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.registry import lineage
+from dfcil_core.method import losses
+from dfcil_core.method.learners import LEARNERS, StepBatch, make_learner
+from dfcil_core.method.models import IncrementalClassifier
 
 PAST, SEEN = 3, 5
 
@@ -163,7 +165,7 @@ def test_unknown_method():
 
 def test_bn_statistics_hooks_average_the_per_layer_kl():
     """The batched KL over all BN layers equals Eq. 5 per layer, then the mean over layers."""
-    from dfcil_core.synthesis import BNStatisticsHooks
+    from dfcil_core.method.synthesis import BNStatisticsHooks
 
     torch.manual_seed(0)
     teacher = IncrementalClassifier("resnet32", 32, 5).eval()

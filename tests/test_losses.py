@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dfcil_core import losses
+from dfcil_core.method import losses
 
 LN2, LN3 = math.log(2), math.log(3)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dfcil_core import metrics
+from dfcil_core.method import metrics
 
 A = metrics.AccuracyMatrix.from_rows([[80.0], [30.0, 70.0]], [100, 100])
 UPPER = metrics.AccuracyMatrix.from_rows([[90.0], [60.0, 80.0]], [100, 100])

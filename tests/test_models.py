@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dfcil_core.models import Generator, IncrementalClassifier
+from dfcil_core.method.models import Generator, IncrementalClassifier
 
 
 def test_resnet32_structure_and_features():

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from dfcil_core import config, stages, tables
-from dfcil_core.errors import DfcilError
-from pipelines.paper_tables import build_tables_pipeline, variants
+from dfcil_core.foundations import config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.lab import paper_tables as tables
+from dfcil_core.run import sequence
+from pipelines.paper_tables_pipeline import build_tables_pipeline, variants
 
 pytest.importorskip("kfp")
 
@@ -71,7 +73,7 @@ def test_kfp_local_fan_out_equals_dfcil_tables_in_process(tmp_path, monkeypatch,
     for seed in (0, 1):
         run_cfg = config.load(preset="tiny", overrides=[METHODS, "data.n_tasks=2", f"seed={seed}"])
         out = tmp_path / "in_process" / f"2-{seed}"
-        stages.run(run_cfg, out)
+        sequence.run(run_cfg, out)
         outs.append(str(out))
     in_process = tables.build(tables.read_runs(outs))
     paths = tables.write(in_process, tmp_path / "in_process_tables")

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
-from dfcil_core import config, losses
-from dfcil_core.errors import DfcilError
-from dfcil_core.learners import StepBatch, lineage, make_learner
-from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.training import TaskData, fit_task, make_optimizer, train_step
+from dfcil_core.foundations import config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.registry import lineage
+from dfcil_core.method import losses
+from dfcil_core.method.learners import StepBatch, make_learner
+from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.training import TaskData, fit_task, make_optimizer, train_step
 
 PAST, SEEN = 3, 5
 

@@ -16,12 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from dfcil_core import config as config_mod
-from dfcil_core import data, io, learners, losses, training
-from dfcil_core.learners import StepBatch
-from dfcil_core.models import Generator, IncrementalClassifier
-from dfcil_core.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
-from tests.reference_impl import generator_state, learner_config, reference, resnet32_state
+from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations import config as config_mod
+from dfcil_core.lab.reference_weights import generator_state, resnet32_state
+from dfcil_core.method import datasets as data
+from dfcil_core.method import learners, losses, training
+from dfcil_core.method.augment import DeviceAugment
+from dfcil_core.method.learners import StepBatch
+from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
+from tests.reference_impl import learner_config, reference
 
 HEADS, PAST, SEEN, N = 20, 5, 10, 16  # head rows (the reference's out_dim), classes of task 1, seen, batch
 RTOL = 1e-5
@@ -125,10 +129,10 @@ def _our_step(method: str, setup: Setup, cfg: config_mod.Config, task: int) -> t
     else:
         teacher = _ours(setup.ref_teacher, past).eval()
         b = StepBatch(x_real=setup.x.clone(), y_real=setup.y2, past=past, seen=seen, teacher=teacher)
-        if learner.uses_replay:
+        if (learner.spec.replay == "inverted"):
             b.x_syn, b.y_syn = setup.x_syn.clone(), setup.y_syn
             b.teacher_logits_syn, b.teacher_feats_syn = setup.t_logits_syn, setup.t_feats_syn
-    learner.prepare(student, replay=task > 1 and learner.uses_replay)
+    learner.prepare(student, replay=task > 1 and (learner.spec.replay == "inverted"))
     loss = learner.loss(student, b)
     loss.backward()
     grads = {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
@@ -433,11 +437,11 @@ def test_augmentation_transforms_and_parameters_equal(ref):
     steps = ref.transforms.get_transform("CIFAR100", "train", aug=True).transforms
     assert [type(s) for s in steps] == [T.ColorJitter, T.RandomHorizontalFlip, T.RandomCrop, T.ToTensor, T.Normalize]
     jitter, flip, crop, _, norm = steps
-    assert jitter.brightness == pytest.approx((1 - data.DeviceAugment.BRIGHTNESS, 1 + data.DeviceAugment.BRIGHTNESS))
-    assert jitter.contrast == pytest.approx((1 - data.DeviceAugment.CONTRAST, 1 + data.DeviceAugment.CONTRAST))
+    assert jitter.brightness == pytest.approx((1 - DeviceAugment.BRIGHTNESS, 1 + DeviceAugment.BRIGHTNESS))
+    assert jitter.contrast == pytest.approx((1 - DeviceAugment.CONTRAST, 1 + DeviceAugment.CONTRAST))
     assert jitter.saturation is None and jitter.hue is None
     assert flip.p == 0.5
-    aug = data.DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
+    aug = DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
     assert crop.size == (32, 32) and crop.padding == aug.pad == 4 and crop.fill == 0
     mean, std = data.CHANNEL_STATS["cifar100"]
     assert norm.mean == pytest.approx(mean, abs=1e-4) and norm.std == pytest.approx(std, abs=1e-4)
@@ -455,10 +459,10 @@ def test_augmentation_distribution_matches_torchvision(ref, cifar):
     transform = ref.transforms.get_transform("CIFAR100", "train", aug=True)
     torch.manual_seed(0)
     theirs = torch.stack([transform(Image.fromarray(img.transpose(1, 2, 0))) for img in imgs for _ in range(draws)])
-    aug = data.DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
+    aug = DeviceAugment("cifar100", 32, torch.device("cpu"), color_jitter=True)
     gen = torch.Generator().manual_seed(0)
     ours = aug(torch.from_numpy(np.repeat(imgs, draws, axis=0)), gen).to(theirs.dtype)
-    plain = data.DeviceAugment("cifar100", 32, torch.device("cpu"))(torch.from_numpy(np.repeat(imgs, draws, axis=0)), gen)
+    plain = DeviceAugment("cifar100", 32, torch.device("cpu"))(torch.from_numpy(np.repeat(imgs, draws, axis=0)), gen)
 
     def stats(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         centre = x[:, :, 4:28, 4:28]  # away from the zero padding
@@ -484,15 +488,15 @@ def test_reference_start_puts_the_references_weights_under_our_metadata(ref, tmp
     src = tmp_path / "ours"
     ours, our_gen = IncrementalClassifier("resnet32", 32, 10, 20), Generator()
     meta = {"config_hash": "abc", "stage": "train"}
-    io.save_torch(src / "models/abd/task_1.pt", {"state_dict": ours.state_dict(), "num_classes": 10, "meta": meta})
-    io.save_torch(src / "generators/abd/task_2.pt", {"state_dict": our_gen.state_dict(), "meta": meta})
+    atomic_io.save_torch(src / "models/abd/task_1.pt", {"state_dict": ours.state_dict(), "num_classes": 10, "meta": meta})
+    atomic_io.save_torch(src / "generators/abd/task_2.pt", {"state_dict": our_gen.state_dict(), "meta": meta})
     rng = np.random.default_rng(0)
-    io.save_npz(src / "split/task_2.npz", train_x=rng.integers(0, 256, (130, 3, 32, 32), dtype=np.uint8))
+    atomic_io.save_npz(src / "split/task_2.npz", train_x=rng.integers(0, 256, (130, 3, 32, 32), dtype=np.uint8))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_start.py"
     run = [sys.executable, str(script), str(src), str(tmp_path / "start"), "--reference", str(ref_dir)]
     done = subprocess.run([*run, "--probe"], capture_output=True, text=True, check=True)
     assert "first-step feature-KD" in done.stdout
-    model, gen = io.load_torch(tmp_path / "start/models/abd/task_1.pt"), io.load_torch(
+    model, gen = atomic_io.load_torch(tmp_path / "start/models/abd/task_1.pt"), atomic_io.load_torch(
         tmp_path / "start/generators/abd/task_2.pt")
     assert model["meta"] == meta and model["num_classes"] == 10 and gen["meta"] == meta
     assert torch.equal(model["state_dict"]["head.weight"], theirs.last.weight[:20])

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfcil_core import config, data, io
-from dfcil_core.errors import DfcilError
+from dfcil_core.foundations import atomic_io, config
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.method import datasets as data
 
 # ------------------------------------------------------------------ property tests
 
@@ -77,11 +78,11 @@ def test_unknown_keys_are_rejected_by_name(name):
 
 def test_atomic_write_leaves_nothing_half_written(tmp_path):
     target = tmp_path / "out.json"
-    io.write_json(target, {"a": 1})
-    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+    atomic_io.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_io.atomic_path(target) as tmp:
         tmp.write_text("partial")
         raise RuntimeError("crash mid-write")
-    assert io.read_json(target) == {"a": 1}
+    assert atomic_io.read_json(target) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
@@ -89,8 +90,8 @@ def test_unwritable_output_dir_is_one_clear_error(tmp_path, capsys, data_root):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")  # fails for root too, unlike permission bits
     with pytest.raises(DfcilError, match="cannot write to"):
-        io.write_json(blocker / "x" / "y.json", {})
-    from dfcil_core import cli
+        atomic_io.write_json(blocker / "x" / "y.json", {})
+    from dfcil_core import __main__ as cli
 
     assert cli.main(["split", "--preset", "tiny", "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,7 +102,7 @@ def test_disk_full_is_one_clear_error(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
     link = tmp_path / "full.bin"
-    with pytest.raises(DfcilError, match="cannot write"), io.atomic_path(link) as tmp:
+    with pytest.raises(DfcilError, match="cannot write"), atomic_io.atomic_path(link) as tmp:
         tmp.unlink()
         os.symlink("/dev/full", tmp)
         with open(tmp, "wb") as f:
@@ -118,7 +119,7 @@ TINY = ["-S", "data.num_classes=4", "-S", "data.train_per_class=32", "-S", "data
 
 
 def _dfcil(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dfcil_core.cli", "run", "--preset", "tiny", *TINY, *extra, "--out", str(out)]
+    return [sys.executable, "-m", "dfcil_core", "run", "--preset", "tiny", *TINY, *extra, "--out", str(out)]
 
 
 def _wait_for(pred, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -164,7 +165,7 @@ def test_kill_and_resume_gives_the_same_matrix(tmp_path, uninterrupted, sig):
 
 
 def test_no_credentials_in_outputs(tmp_path, data_root, monkeypatch):
-    from dfcil_core import stages
+    from dfcil_core.run import sequence
 
     secret = "AKIADFCILSECRETVALUE42"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", secret)
@@ -172,7 +173,7 @@ def test_no_credentials_in_outputs(tmp_path, data_root, monkeypatch):
     cfg = config.load(preset="tiny", overrides=["data.num_classes=4", "data.train_per_class=16",
                                                 "data.test_per_class=8", "synthesis.steps=2", "methods=[base,abd]",
                                                 "train.epochs=1", "train.milestones=[1]"])
-    stages.run(cfg, tmp_path)
+    sequence.run(cfg, tmp_path)
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert secret.encode() not in p.read_bytes(), p
@@ -221,11 +222,11 @@ def test_sigterm_during_synthesis_stops_at_the_next_generator_step(monkeypatch):
     """The inversion loop honours SIGTERM too (it used to run to the end and get killed)."""
     import torch
 
-    from dfcil_core import config as config_mod
-    from dfcil_core.errors import StopRequested
-    from dfcil_core.models import Generator, IncrementalClassifier
-    from dfcil_core.runtime import SigtermFlag
-    from dfcil_core.synthesis import synthesize_generator
+    from dfcil_core.foundations import config as config_mod
+    from dfcil_core.foundations.errors import StopRequested
+    from dfcil_core.method.models import Generator, IncrementalClassifier
+    from dfcil_core.method.runtime import SigtermFlag
+    from dfcil_core.method.synthesis import synthesize_generator
 
     cfg = config_mod.load(preset="tiny").synthesis
     teacher = IncrementalClassifier("resnet32", 32, 2).eval()

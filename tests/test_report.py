@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dfcil_core import io, plots, report
-from dfcil_core.report import story_checks
+from dfcil_core.foundations import atomic_io
+from dfcil_core.run import eval_plots as plots
+from dfcil_core.run import generator_plots, report
+from dfcil_core.run.report import story_checks
 
 
 def test_task_axis_has_whole_numbers_only(tmp_path):
@@ -31,8 +33,8 @@ def test_bars_switch_to_log_when_one_value_dwarfs_the_others(tmp_path):
 
 def test_sample_grid_labels_each_image(tmp_path):
     x = torch.zeros(4, 3, 8, 8)
-    plots.sample_grid(x, (0.5,) * 3, (0.25,) * 3, tmp_path / "plain.png", nrow=4)
-    plots.sample_grid(x, (0.5,) * 3, (0.25,) * 3, tmp_path / "named.png", nrow=4,
+    generator_plots.sample_grid(x, (0.5,) * 3, (0.25,) * 3, tmp_path / "plain.png", nrow=4)
+    generator_plots.sample_grid(x, (0.5,) * 3, (0.25,) * 3, tmp_path / "named.png", nrow=4,
                       labels=["apple", "apple", "bee", "wolf"])
     # Captions take room: the labelled grid is taller than the plain one.
     assert Image.open(tmp_path / "named.png").size[1] > Image.open(tmp_path / "plain.png").size[1]
@@ -56,7 +58,7 @@ def test_html_page_embeds_every_plot_and_the_table(tmp_path):
                                 "avg_inc_acc": 45.0, "forgetting": 60.0}},
            "diagnosis": {"abd": {"mid_real1_syn1": 0.53, "mid_real1_real2": 0.5, "mmd_real1_syn1": 0.04,
                                  "mmd_real1_real2": 0.01, "mid_dims_left_out": 3, "feature_dims": 64}}}
-    io.write_json(tmp_path / "metrics.json", doc)
+    atomic_io.write_json(tmp_path / "metrics.json", doc)
     pngs = ["eval/accuracy_per_task.png", "eval/abd/accuracy_matrix.png", "eval/abd/training_losses.png", "eval/mid.png",
             "generators/abd/samples_task_2.png", "generators/abd/losses_task_2.png"]
     for rel in pngs:
@@ -115,7 +117,7 @@ def test_story_table_prints_one_row_per_run_and_the_mean(tmp_path, capsys):
         for m in doc["methods"].values():
             m.setdefault("new_acc", 50.0)
         doc.update(seed=0, train_seed=seed)
-        io.write_json(tmp_path / f"t{seed}" / "metrics.json", doc)
+        atomic_io.write_json(tmp_path / f"t{seed}" / "metrics.json", doc)
         runs.append(str(tmp_path / f"t{seed}"))
     story_table.main(runs)
     lines = capsys.readouterr().out.splitlines()
@@ -136,13 +138,15 @@ def test_report_command_prints_the_table_without_importing_torch(tmp_path):
     for m in doc["methods"].values():
         m.update(new_acc=50.0, forgetting=10.0)
     doc.update(name="default", dataset="cifar100", n_tasks=2, seed=0)
-    doc["diagnosis"]["abd"].update(mid_real1_real2=0.4, feature_dims=64)
-    doc["diagnosis"]["deepinversion"].update(mid_real1_real2=0.7, feature_dims=64)
-    io.write_json(tmp_path / "metrics.json", doc)
-    code = ("import sys; from dfcil_core.cli import main; rc = main(['report', '--out', sys.argv[1]]); "
+    doc["diagnosis"]["abd"].update(mid_real1_real2=0.4, feature_dims=64, mid_dims_left_out=3)
+    doc["diagnosis"]["deepinversion"].update(mid_real1_real2=0.7, feature_dims=64, mid_dims_left_out=0)
+    atomic_io.write_json(tmp_path / "metrics.json", doc)
+    code = ("import sys; from dfcil_core.__main__ import main; rc = main(['report', '--out', sys.argv[1]]); "
             "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "abd 40.0 85.0 25.0 50.0 10.0" in [" ".join(line.split()) for line in r.stdout.splitlines()]
     assert "  ok   MID(real t1, synthetic t1): DeepInversion 3.90 > ABD 0.50" in r.stdout
+    assert "abd: MID(real t1, syn t1) 0.50, MID(real t1, real t2) 0.40 (3 of 64 near-constant feature dims left out)" in r.stdout
+    assert "deepinversion: MID(real t1, syn t1) 3.90, MID(real t1, real t2) 0.70\n" in r.stdout
     assert r.stdout.rstrip().endswith("torch not imported")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dfcil_core import tables
-from dfcil_core.cli import main
-from dfcil_core.paper_results import TABLE1, TABLE3
+from dfcil_core.__main__ import main
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.lab import paper_tables as tables
+from dfcil_core.lab.paper_values import TABLE1, TABLE3
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "always-be-dreaming-dfcil.txt"
 
@@ -73,7 +74,7 @@ def test_table3_values_match_the_paper(paper_text):
 
 def _runs(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame([{"name": name, "dataset": "cifar100", "n_tasks": n, "method": m, "ablation": ab, "seed": s,
-                          "a_n": a, "omega": o} for name, n, m, ab, s, a, o in rows])
+                          "train_seed": s, "a_n": a, "omega": o} for name, n, m, ab, s, a, o in rows])
 
 
 def test_cells_mean_std_flags_and_not_run(tmp_path):
@@ -136,15 +137,15 @@ def test_eight_concurrent_writers_lose_no_row_and_tables_read_the_sink(tmp_path)
             (out / "results").mkdir(parents=True)
             _runs([("paper-cifar100-10", 10, m, "none", seed, 30.0 + seed, 60.0 + seed) for m in ("abd", "base")]) \
                 .to_csv(out / "results" / "runs.csv", index=False)
-            pd.DataFrame([{"method": "abd", "seed": seed, "task": 1, "acc_seen": 50.0}]).to_csv(
+            pd.DataFrame([{"method": "abd", "seed": seed, "train_seed": seed, "task": 1, "acc_seen": 50.0}]).to_csv(
                 out / "results" / "tasks.csv", index=False)
-            procs.append(subprocess.Popen([sys.executable, "-m", "dfcil_core.cli", "publish", "--out", str(out),
+            procs.append(subprocess.Popen([sys.executable, "-m", "dfcil_core", "publish", "--out", str(out),
                                            "--results", "s3://dfcil/results"], env={**os.environ, **server.env()},
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for p in procs:
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
-        from dfcil_core.results_sink import S3ResultsSink
+        from dfcil_core.drivers.results_sink import S3ResultsSink
 
         rows = S3ResultsSink("s3://dfcil/results").read_table("runs.csv")
         assert len(rows) == 16 and sorted(set(rows.seed)) == list(range(8)) and rows.run_id.nunique() == 8
@@ -169,6 +170,6 @@ def test_training_seeds_of_one_class_order_are_separate_runs(tmp_path):
     cell = tables.build(runs)
     abd = cell[(cell.method == "abd") & (cell.metric == "a_n")].iloc[0]
     assert abd.runs == 2 and abd.ours_mean == pytest.approx(42.0)
-    old = _runs([("fidelity-proxy", 2, "abd", "none", 3, 40.0, 80.0)])  # no train_seed column: = seed
-    old.to_csv(csv, index=False)
-    assert list(tables.read_runs([str(csv)])["train_seed"]) == [3]
+    rows.drop(columns="train_seed").to_csv(csv, index=False)  # not a runs table `evaluate` writes: refused
+    with pytest.raises(DfcilError, match=r"missing columns \['train_seed'\]"):
+        tables.read_runs([str(csv)])

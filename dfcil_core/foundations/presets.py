@@ -1,0 +1,83 @@
+"""Named presets: the paper's settings and small profiles (numbers only, same code paths).
+
+A preset is an overlay on the defaults of `Config` (which are the paper's values).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.registry import METHOD_KEYS, PAPER_METHOD_KEYS
+
+# Short CPU schedules keep the paper's shape: decays late in training (x0.1, x0.01).
+_SMALL_TRAIN = {"epochs": 4, "milestones": [2, 3], "checkpoint_every": 2}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # `dvc repro` default (the main job): the paper's story on real CIFAR-100 on
+    # 2 CPU cores. 2 tasks x 2 classes with all 500 images per class (fewer classes per task, not fewer
+    # images: a ResNet-32 from scratch needs the steps), 4 epochs at batch 32 (lr x0.1 for the last),
+    # 60 inversion steps. 4 epochs, not 6: the main job then takes 7:32-7:47 on a 2-core AVX2 CPU,
+    # setup included (two fresh clones, 2026-12-02; 10:06 with 6), and the story held on class orders
+    # 0-2 and training seeds 0-2. 3 epochs, or 40 inversion steps, lost the MID check (README "What
+    # you should see").
+    # lr: the paper's 0.1 at batch 128 scaled linearly to batch 32 (at 0.1, task 1 of two classes
+    # ends anywhere between 61.5 and 93.5 %). Head: the run's 4 classes; with CIFAR-100's 100 rows ABD's
+    # all-rows task-1 CE and FT-CE span 96 classes this run never sees.
+    # Measured on seeds 0-4: README "What you should see" and "Regression benchmarking".
+    "default": {
+        "name": "default",
+        "methods": ["upper_bound", "base", "deepinversion", "abd"],
+        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 500, "test_per_class": 100},
+        "model": {"head_size": 4},
+        "train": {"epochs": 4, "milestones": [3], "batch_size": 32, "lr": 0.025, "checkpoint_every": 2},
+        "synthesis": {"steps": 60, "batch_size": 32, "replay_batch_size": 32},
+    },
+    # CI: seconds, every code path.
+    "tiny": {
+        "name": "tiny",
+        "methods": list(METHOD_KEYS),
+        "data": {"n_tasks": 2, "num_classes": 4, "train_per_class": 32, "test_per_class": 20},
+        "train": {"epochs": 2, "milestones": [1], "batch_size": 32, "checkpoint_every": 1},
+        "synthesis": {"steps": 4, "batch_size": 16, "replay_batch_size": 32},
+        "rdfcil": {"finetune_epochs": 1},
+        "runtime": {"progress": False},
+    },
+    # Catastrophic forgetting on real CIFAR-100, 2 tasks x 10 classes, CPU.
+    "cpu-forgetting": {
+        "name": "cpu-forgetting",
+        "methods": ["upper_bound", "base", "lwf_mc"],
+        "data": {"n_tasks": 2, "num_classes": 20, "train_per_class": 450},
+        "train": _SMALL_TRAIN,
+    },
+    # The data-free methods on real CIFAR-100, 2 tasks x 10 classes, CPU.
+    "cpu-dreaming": {
+        "name": "cpu-dreaming",
+        "methods": ["base", "lwf", "deepinversion", "abd"],
+        "data": {"n_tasks": 2, "num_classes": 20},
+        "train": _SMALL_TRAIN,
+        "synthesis": {"steps": 300, "batch_size": 64, "replay_batch_size": 64},
+    },
+    # The CPU proxy protocol that the authors' code also runs here (benchmarks/reference_proxy.sh):
+    # CIFAR-100, 2 tasks x 10 classes, all images, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator
+    # steps, batch 128. Vary `train_seed` for our spread at one class order (`seed`). R-DFCIL
+    # runs on it too, its head-only phase the last 2 of 10 epochs (20 %, as 40 of 200 in its paper).
+    "fidelity-proxy": {
+        "name": "fidelity-proxy",
+        "methods": ["abd", "rdfcil", "deepinversion", "lwf", "lwf_mc", "base"],
+        "rdfcil": {"finetune_epochs": 2},
+        "data": {"n_tasks": 2, "num_classes": 20},
+        "train": {"epochs": 10, "milestones": [7, 9], "checkpoint_every": 5},
+        "synthesis": {"steps": 500},
+    },
+}
+for _n in (5, 10, 20):
+    PRESETS[f"paper-cifar100-{_n}"] = {"name": f"paper-cifar100-{_n}", "methods": list(PAPER_METHOD_KEYS),
+                                       "data": {"n_tasks": _n}}
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise DfcilError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return copy.deepcopy(PRESETS[name])

@@ -1,0 +1,170 @@
+"""Accuracy beside the authors' code on the same protocol (the README "Fidelity" table).
+
+Rows come from two places: the reference's own result files (`<log_dir>/results-acc/pt.yaml`, one
+folder per method, written by `benchmarks/reference_proxy.sh`) and evaluated dfcil output
+directories (`metrics.json` + `eval/<method>/accuracy_matrix.json`). A cell passes when the
+reference lies within max(3 points, 2 std) of our mean over training seeds at the same class order.
+Both carry the device class that measured them (CPU ISA, threads, torch): the same protocol and seed
+moves by several points between AVX2 and AVX-512 kernels, so our runs are compared with the reference
+row of their own device class when there is one, and a value from another class is marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.provenance import UNKNOWN, commit_of
+from dfcil_core.method.metrics import AccuracyMatrix
+from dfcil_core.run.artifacts import read_stage_log
+from dfcil_core.run.results_table import read_runs
+
+COLUMNS = ["source", "method", "seed", "train_seed", "task1_acc", "old_acc", "new_acc", "a_n"]
+# Our per-run rows also name the device class and the commit that evaluated them (a durable record:
+# `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
+RUN_COLUMNS = [*COLUMNS, "device_class", "commit"]
+METRICS = ["task1_acc", "a_n", "old_acc", "new_acc"]
+MIN_POINTS, K_STD = 3.0, 2.0
+
+
+def reference_rows(log_root: Path) -> pd.DataFrame:
+    """One row per (method, class-order seed) from the reference's `results-acc/pt.yaml` files.
+
+    pt.yaml's history[j][i][r] is the accuracy (%) on task j+1 after task i+1 in trial r; all-NaN
+    trials are placeholders and give no row.
+    """
+    rows = []
+    for pt in sorted(log_root.glob("*/results-acc/pt.yaml")):
+        method = pt.parent.parent.name
+        hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
+        last = hist.shape[0] - 1
+        for r in range(hist.shape[2]):
+            a = hist[:, :, r]
+            if np.isnan(a).all():  # a placeholder trial (reference_proxy.sh started at a later seed)
+                continue
+            old = float(a[:last, last].mean()) if last > 0 else float("nan")
+            rows.append({"source": "reference", "method": method, "seed": r, "train_seed": r,
+                         "task1_acc": float(a[0, 0]), "old_acc": old, "new_acc": float(a[last, last]),
+                         "a_n": float(a[: last + 1, last].mean())})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
+    """One row per (output directory, method) of evaluated dfcil runs. Methods evaluated only at task 1
+    (`dfcil evaluate --first-task`, eval/first_task.json) and absent from metrics.json give their task-1
+    accuracy, the rest NaN (a run may have finished some methods and stopped others after task 1)."""
+    rows = []
+    for out in out_dirs:
+        metrics_file, first_task = out / "metrics.json", out / "eval" / "first_task.json"
+        if not metrics_file.is_file() and not first_task.is_file():
+            raise DfcilError(f"{out}: no metrics.json (evaluate the run first, or `dfcil evaluate --first-task`)")
+        done: set[str] = set()
+        if metrics_file.is_file():
+            doc = atomic_io.read_json(metrics_file)
+            runs = read_runs(out, ["method", "device_class"])
+            devices = dict(zip(runs["method"].astype(str), runs["device_class"].astype(str), strict=True))
+            commit = _commit(out, "evaluate")
+            for method, summary in doc["methods"].items():
+                a = AccuracyMatrix.from_dict(atomic_io.read_json(out / "eval" / method / "accuracy_matrix.json"))
+                rows.append({"source": "dfcil", "method": method, "seed": doc["seed"], "train_seed": doc["train_seed"],
+                             "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
+                             "new_acc": summary["new_acc"], "a_n": summary["a_n"],
+                             "device_class": devices[method], "commit": commit})
+                done.add(method)
+        if first_task.is_file():
+            doc = atomic_io.read_json(first_task)
+            rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
+                      "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan,
+                      "device_class": doc["device_class"], "commit": _commit(out, "evaluate_first_task")}
+                     for m, acc in doc["task1_acc"].items() if m not in done]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _commit(out: Path, stage: str) -> str:
+    """The commit that ran a stage of `out`, from its log record ("unknown" without one)."""
+    return commit_of(str(read_stage_log(out, stage).get("code_version", "")))
+
+
+def read_run_rows(path: Path) -> pd.DataFrame:
+    """Per-run rows checked in earlier (`fidelity_table.py --runs-csv`)."""
+    df = pd.read_csv(path)
+    missing = [c for c in RUN_COLUMNS if c not in df.columns]
+    if missing:
+        raise DfcilError(f"{path}: not a fidelity runs CSV (missing columns {missing})")
+    return df[RUN_COLUMNS]
+
+
+def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`old` with `new` added; a run of the same (method, class order, training seed, device class)
+    is replaced by the new one, never counted twice."""
+    key = ["method", "seed", "train_seed", "device_class"]
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    return both.drop_duplicates(key, keep="last").sort_values(key, ignore_index=True)
+
+
+def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, class-order seed) and metric: our mean ± std over training seeds, the reference's
+    value and whether it lies within max(3 points, 2 std) of our mean."""
+    ours = ours.assign(device_class=ours["device_class"].fillna(UNKNOWN).astype(str))
+    reference = reference.assign(device_class=reference["device_class"].fillna(UNKNOWN).astype(str))
+    out = []
+    for (device, method, seed), g in ours.groupby(["device_class", "method", "seed"], sort=True):
+        ref = reference[(reference.method == method) & (reference.seed == seed)]
+        mine = ref[ref.device_class == device]
+        ref = mine if len(mine) else ref.sort_values("device_class")  # another class's value: marked below
+        ref_device = str(ref.device_class.iloc[0]) if len(ref) else ""
+        for metric in METRICS:
+            vals = g[metric].to_numpy(float)
+            vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
+            if len(vals) == 0:
+                continue
+            mean = float(vals.mean())
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
+            ref_val = float(ref[metric].iloc[0]) if len(ref) else float("nan")
+            passed = bool(abs(ref_val - mean) <= band) if len(ref) else None
+            out.append({"device_class": device, "method": method, "seed": int(seed), "metric": metric,
+                        "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
+                        "reference_device": ref_device, "other_device": _differ(device, ref_device),
+                        "band": band, "pass": passed})
+    return pd.DataFrame(out)
+
+
+def _differ(device: str, ref_device: str) -> bool:
+    """Known to be measured on two device classes (an unknown class is not claimed to differ)."""
+    return bool(ref_device) and UNKNOWN not in (device, ref_device) and device != ref_device
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The README table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
+    counts our runs behind the task-1 cell and behind the later cells (a run may stop after task 1)."""
+    several = table["device_class"].nunique() > 1 if len(table) else False
+    lines = ["| method | class-order seed | runs (task 1 / all tasks) | "
+             + " | ".join(f"{m}: ours / ref" for m in METRICS) + " |",
+             "|---|---|---|" + "---|" * len(METRICS)]
+    for (device, method, seed), g in table.groupby(["device_class", "method", "seed"], sort=True):
+        cells = []
+        for metric in METRICS:
+            if not (g.metric == metric).any():
+                cells.append("not run")
+                continue
+            r = g[g.metric == metric].iloc[0]
+            std = "" if np.isnan(r.ours_std) else f" ± {r.ours_std:.1f}"
+            ref = "not run" if np.isnan(r.reference) else f"{r.reference:.1f}"
+            mark = "" if r["pass"] is None else (" ✓" if r["pass"] else " ✗")
+            other = " †" if r.other_device else ""
+            cells.append(f"{r.ours_mean:.1f}{std} / {ref}{other}{mark}")
+        runs = [int(g[g.metric == m].runs.max()) if (g.metric == m).any() else 0 for m in ("task1_acc", "a_n")]
+        name = f"{method} ({device})" if several else method
+        lines.append(f"| {name} | {seed} | {runs[0]} / {runs[1]} | " + " | ".join(cells) + " |")
+    others = table[table.other_device].drop_duplicates(["device_class", "method", "seed"]) if len(table) else table
+    if len(others):
+        lines.append("")
+        lines += [f"† {r.method} {r.seed}: ours on {r.device_class}, the reference only on {r.reference_device}"
+                  for r in others.itertuples()]
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Throughput benchmark: (a) ResNet-32 CE step on real-sized data, (b) the full ABD step
+(128 real + 128 synthetic + frozen teacher), (c) the generator inversion step; each for our
+optimised path and for a plain eager baseline (fp32, contiguous, no compile), through the same
+functions the pipeline trains with.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations import config as config_mod
+from dfcil_core.method.augment import DeviceAugment
+from dfcil_core.method.learners import make_learner
+from dfcil_core.method.models import Generator, new_classifier
+from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model
+from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_step, new_generator, prior_kernel
+from dfcil_core.method.training import make_batch, make_optimizer, train_step
+from dfcil_core.run.artifacts import Layout
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def _rate(seconds_per_step: float, images: int) -> dict[str, float]:
+    return {"seconds_per_step": seconds_per_step, "images_per_s": images / seconds_per_step}
+
+
+def time_run(cfg: config_mod.Config, out: Path) -> dict[str, Any]:
+    """`run(cfg, out)`: its metrics, wall seconds and seconds per stage kind (from the stages' log
+    records: split, synthesize, train, evaluate)."""
+    from dfcil_core.run.sequence import run
+
+    t0 = time.perf_counter()
+    metrics = run(cfg, out)
+    wall = time.perf_counter() - t0
+    stage_seconds: dict[str, float] = {}
+    for log in sorted(Layout(out).logs_dir.glob("*.json")):
+        record = atomic_io.read_json(log)
+        kind = record["stage"].split("_")[0]
+        stage_seconds[kind] = stage_seconds.get(kind, 0.0) + record.get("seconds", 0.0)
+    return {"wall_seconds": wall, "stage_seconds": stage_seconds, "metrics": metrics}
+
+
+def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
+            new: int = 10) -> dict[str, Any]:
+    """Seconds per step and images/s for (a), (b), (c) under `cfg.runtime`."""
+    device = configure(cfg.runtime)
+    rt, bs = cfg.runtime, cfg.train.batch_size
+    torch.manual_seed(0)
+    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, rt).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = copy.deepcopy(teacher)
+    student.grow(new)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    student = compile_features(prepare_model(student, device, rt).train(), rt, device)
+    generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
+    y = torch.randint(past, past + new, (bs,), device=device)
+    opt, _ = make_optimizer(student, cfg, 1, device)
+    ce, abd = make_learner("base", cfg), make_learner("abd", cfg)
+
+    def ce_step() -> None:
+        train_step(student, ce, make_batch(x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp)
+
+    def abd_step() -> None:
+        b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, generator)
+        train_step(student, abd, b, opt, device, rt.amp)
+
+    gen_train, gopt = new_generator(cfg, device)
+    gen_train.train()
+    kernel = prior_kernel(cfg.synthesis).to(device)
+
+    out: dict[str, Any] = {}
+    for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size)):
+        out[name] = _rate(_time(fn, steps, warmup, device), images)
+    hooks = BNStatisticsHooks(teacher)  # on the teacher only while the generator trains, as in synthesis
+    try:
+        sec = _time(lambda: inversion_step(gen_train, gopt, teacher, hooks, past, cfg.synthesis, kernel, rt.amp),
+                    steps, warmup, device)
+    finally:
+        hooks.remove()
+    out["generator_step"] = _rate(sec, cfg.synthesis.batch_size)
+    return out
+
+
+def run_benchmark(steps: int = 10, warmup: int = 3, batch_size: int = 128, device: str = "auto",
+                  compile_model: bool = False, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours."""
+    base = {"train": {"batch_size": batch_size},
+            "synthesis": {"batch_size": batch_size, "replay_batch_size": batch_size},
+            "runtime": {"device": device, "progress": False}}
+    ours_rt = {**base["runtime"], "compile": compile_model, **(runtime or {})}
+    ours = config_mod.from_dict({**base, "runtime": ours_rt})
+    eager = config_mod.from_dict({**base, "runtime": {**base["runtime"], "amp": False, "channels_last": False}})
+    dev = configure(ours.runtime)
+    result = {
+        "device": device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "python": platform.python_version(), "batch_size": batch_size, "steps": steps,
+        "runtime": ours.runtime.model_dump(),
+        "eager_baseline": measure(eager, steps, warmup),
+        "optimised": measure(ours, steps, warmup),
+    }
+    result["speedup"] = {k: result["eager_baseline"][k]["seconds_per_step"] / result["optimised"][k]["seconds_per_step"]
+                         for k in result["optimised"]}
+    return result

@@ -1,0 +1,72 @@
+"""The authors' training augmentation and the normalisation, batched on the device."""
+
+from __future__ import annotations
+
+import torch
+
+from dfcil_core.method.datasets import CHANNEL_STATS
+
+
+class DeviceAugment:
+    """The authors' training augmentation, batched on the device with no host round trip:
+    ColorJitter(brightness=63/255, contrast=0.8) -> RandomHorizontalFlip -> RandomCrop(size,
+    padding=pad, zero fill) -> normalisation, in that order (dataloaders/utils.py of the reference).
+
+    Colour jitter draws per image what torchvision's ColorJitter draws: a brightness factor
+    U[1 - 63/255, 1 + 63/255], a contrast factor U[0.2, 1.8] and a random order of the two; each
+    op blends with black (brightness) or with the image's mean grey level (contrast), clips to
+    [0, 255] and truncates to whole levels, as PIL does on uint8 images.
+    """
+
+    BRIGHTNESS = 63 / 255
+    CONTRAST = 0.8
+    GREY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, PIL's convert("L")
+
+    def __init__(self, dataset: str, image_size: int, device: torch.device, color_jitter: bool = False):
+        mean, std = CHANNEL_STATS[dataset]
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+        self.grey = torch.tensor(self.GREY, device=device).view(1, 3, 1, 1)
+        self.size = image_size
+        self.pad = max(1, image_size // 8)  # 4 px for 32 px images, as in the paper
+        self.arange = torch.arange(image_size, device=device)
+        self.color_jitter = color_jitter
+
+    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return (x_u8.float() - self.mean) / self.std
+
+    def jitter(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Brightness and contrast jitter of a float batch in [0, 255], in a random order per image."""
+        b, dev = x.shape[0], x.device
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return (lo + (hi - lo) * torch.rand(b, device=dev, generator=gen)).view(b, 1, 1, 1)
+
+        bright = uniform(max(0.0, 1 - self.BRIGHTNESS), 1 + self.BRIGHTNESS)
+        contrast = uniform(max(0.0, 1 - self.CONTRAST), 1 + self.CONTRAST)
+        bright_first = (torch.rand(b, device=dev, generator=gen) < 0.5).view(b, 1, 1, 1)
+
+        def brightness_op(img: torch.Tensor) -> torch.Tensor:
+            return (img * bright).clamp(0, 255).floor()
+
+        def contrast_op(img: torch.Tensor) -> torch.Tensor:
+            grey = torch.floor((img * self.grey).sum(1, keepdim=True).mean((2, 3), keepdim=True) + 0.5)
+            return (grey + contrast * (img - grey)).clamp(0, 255).floor()
+
+        first = torch.where(bright_first, brightness_op(x), contrast_op(x))
+        return torch.where(bright_first, contrast_op(first), brightness_op(first))
+
+    def __call__(self, x_u8: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        b, p, s = x_u8.shape[0], self.pad, self.size
+        dev = x_u8.device
+        x = self.jitter(x_u8.float(), gen) if self.color_jitter else x_u8.float()
+        flip = torch.rand(b, device=dev, generator=gen) < 0.5
+        x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
+        padded = torch.nn.functional.pad(x, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        ox = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        rows = (oy + self.arange).view(b, 1, s, 1)
+        cols = (ox + self.arange).view(b, 1, 1, s)
+        bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
+        ci = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
+        return (padded[bi, ci, rows, cols] - self.mean) / self.std

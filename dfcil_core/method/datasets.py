@@ -1,0 +1,187 @@
+"""Datasets, the paper's class-order protocol and task splits.
+
+All datasets come out as uint8 NCHW arrays with integer labels. Labels inside the pipeline are
+*positions in the shuffled class order* (as in the authors' code): task t owns a contiguous block
+of heads, so "classes seen so far" is always a prefix of the logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfcil_core.foundations.errors import DfcilError
+
+DATA_ROOT_ENV = "DFCIL_DATA_ROOT"
+
+# Per-channel statistics of the training sets (normalisation after crop + flip).
+CHANNEL_STATS = {
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass
+class ImageArrays:
+    """uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[str] | None = None  # name of each original class id, when the dataset has them
+
+
+def data_root(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+
+
+def class_order(num_classes: int, seed: int) -> list[int]:
+    """The paper's protocol: trial r shuffles the class ids with random.seed(r)."""
+    order = list(range(num_classes))
+    random.seed(seed)
+    random.shuffle(order)
+    return order
+
+
+def task_class_blocks(sizes: list[int]) -> list[list[int]]:
+    """Positions (remapped labels) owned by each task, given the classes per task."""
+    blocks, start = [], 0
+    for s in sizes:
+        blocks.append(list(range(start, start + s)))
+        start += s
+    return blocks
+
+
+@dataclass(frozen=True)
+class CifarRelease:
+    """A python-pickle release of CIFAR (https://www.cs.toronto.edu/~kriz/cifar.html): its folder, its
+    train and test files with their md5, the class-name file (md5, key) and the label key."""
+
+    folder: str
+    train: tuple[tuple[str, str], ...]
+    test: tuple[tuple[str, str], ...]
+    meta: tuple[str, str, str]
+    label_key: str
+
+
+CIFAR_RELEASES = {
+    "cifar100": CifarRelease("cifar-100-python", (("train", "16019d7e3df5f24257cddd939b257f8d"),),
+                             (("test", "f0ef6b0ae62326f3e7ffdfab6717acfc"),),
+                             ("meta", "7973b15100ade9c7d40fb424638fde48", "fine_label_names"), "fine_labels"),
+    "cifar10": CifarRelease("cifar-10-batches-py",
+                            (("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                             ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                             ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                             ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+                             ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb")),
+                            (("test_batch", "40351d587109b95175f43aff81a1287e"),),
+                            ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888", "label_names"), "labels"),
+}
+
+
+def _md5_matches(path: Path, expected: str) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest() == expected
+
+
+def _read_cifar(release: CifarRelease, root: Path) -> tuple[ImageArrays, ImageArrays] | None:
+    """Train and test arrays of a release under `root`, or None when a file is missing or corrupt.
+    Read here rather than through torchvision's CIFAR classes: importing torchvision is ~3.5 s of
+    the split stage's start on a CPU. Only files whose md5 matches are unpickled."""
+    folder = root / release.folder
+    meta_file, meta_md5, names_key = release.meta
+    if not all(_md5_matches(folder / f, md5) for f, md5 in (*release.train, *release.test, (meta_file, meta_md5))):
+        return None
+
+    def unpickle(name: str) -> dict:
+        with open(folder / name, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+
+    classes = list(unpickle(meta_file)[names_key])
+    out = []
+    for files in (release.train, release.test):
+        parts = [unpickle(name) for name, _ in files]
+        x = np.vstack([p["data"] for p in parts]).reshape(-1, 3, 32, 32)  # rows are R, G, B planes: NCHW
+        y = np.asarray([label for p in parts for label in p[release.label_key]], dtype=np.int64)
+        out.append(ImageArrays(x=np.ascontiguousarray(x, dtype=np.uint8), y=y, classes=classes))
+    return out[0], out[1]
+
+
+def _load_cifar(name: str, root: Path, download: bool) -> tuple[ImageArrays, ImageArrays]:
+    release = CIFAR_RELEASES[name]
+    arrays = _read_cifar(release, root)
+    if arrays is not None:
+        return arrays
+    if not download:
+        raise DfcilError(f"{name} not found or corrupt under {root} (set ${DATA_ROOT_ENV} to the folder "
+                         f"holding {release.folder}/, or enable data.download)")
+    from torchvision import datasets  # only to download (and unpack) the release
+
+    cls = datasets.CIFAR100 if name == "cifar100" else datasets.CIFAR10
+    try:
+        cls(root=str(root), train=True, download=True)
+    except Exception as err:  # network or checksum failure
+        raise DfcilError(f"{name} not found or corrupt under {root} and the download failed "
+                         f"({type(err).__name__}); set ${DATA_ROOT_ENV} to a folder holding {release.folder}/") from None
+    arrays = _read_cifar(release, root)
+    if arrays is None:
+        raise DfcilError(f"{name}: the download into {root} did not leave the expected files ({release.folder}/)")
+    return arrays
+
+
+def _load_imagefolder(root: Path, size: int) -> tuple[ImageArrays, ImageArrays]:
+    """`root/train/<class>/*` and `root/val/<class>/*` (Tiny-ImageNet / ImageNet subsets)."""
+    from PIL import Image
+    from torchvision import datasets
+
+    out = []
+    for split in ("train", "val"):
+        folder = root / split
+        if not folder.is_dir():
+            raise DfcilError(f"imagefolder: {folder} not found (set ${DATA_ROOT_ENV} or data.root)")
+        ds = datasets.ImageFolder(str(folder))
+        xs = np.empty((len(ds.samples), 3, size, size), dtype=np.uint8)
+        for i, (path, _) in enumerate(ds.samples):
+            with Image.open(path) as img:
+                img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+                xs[i] = np.asarray(img).transpose(2, 0, 1)
+        out.append(ImageArrays(x=xs, y=np.asarray(ds.targets, dtype=np.int64), classes=list(ds.classes)))
+    return out[0], out[1]
+
+
+def load_dataset(name: str, root: str | None, download: bool,
+                 image_size: int) -> tuple[ImageArrays, ImageArrays]:
+    r = data_root(root)
+    if name in ("cifar100", "cifar10"):
+        if image_size != 32:
+            raise DfcilError(f"data.image_size: {name} images are 32 px, not {image_size}")
+        return _load_cifar(name, r, download)
+    if name == "imagefolder":
+        return _load_imagefolder(r, image_size)
+    raise DfcilError(f"data.dataset: unknown dataset {name!r}")
+
+
+def select_task(arrays: ImageArrays, order: list[int], positions: list[int],
+                per_class: int | None) -> ImageArrays:
+    """Images of the classes at `positions` of `order`, relabelled to those positions.
+
+    Keeps the first `per_class` images of each class in dataset order (deterministic).
+    """
+    xs, ys = [], []
+    for pos in positions:
+        idx = np.flatnonzero(arrays.y == order[pos])
+        if per_class is not None:
+            idx = idx[:per_class]
+        xs.append(arrays.x[idx])
+        ys.append(np.full(len(idx), pos, dtype=np.int64))
+    return ImageArrays(x=np.concatenate(xs), y=np.concatenate(ys))

@@ -1,0 +1,190 @@
+"""The one training loop (every method), evaluation, and in-task checkpoints.
+
+Data stay on the device as uint8; each step crops/flips/normalises on the device, draws a fresh
+synthetic batch on the device (data-free methods) and never synchronises with the host; losses are
+gathered as device tensors and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations.config import Config
+from dfcil_core.foundations.errors import StopRequested
+from dfcil_core.method.augment import DeviceAugment
+from dfcil_core.method.learners import Learner, StepBatch
+from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.runtime import SigtermFlag, autocast, fused_if_supported, step_begin
+from dfcil_core.method.synthesis import sample_replay
+
+log = logging.getLogger("dfcil")
+
+
+@dataclass
+class TaskData:
+    x: torch.Tensor  # uint8 (N, C, H, W) on the device
+    y: torch.Tensor  # int64 (N,) on the device
+
+
+def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> TaskData:
+    return TaskData(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config, epochs: int, device: torch.device,
+                   extra: list[torch.nn.Parameter] | None = None):
+    t = cfg.train
+    opt = torch.optim.SGD([*model.parameters(), *(extra or [])], lr=t.lr, momentum=t.momentum,
+                          weight_decay=t.weight_decay, **fused_if_supported(device))
+    milestones = [m for m in t.milestones if m < epochs]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=t.gamma)
+    return opt, sched
+
+
+def make_batch(x_u8: torch.Tensor, y: torch.Tensor, augment: DeviceAugment, gen: torch.Generator, cfg: Config,
+               past: int, seen: int, teacher: IncrementalClassifier | None,
+               generator: Generator | None) -> StepBatch:
+    """One step's inputs, all on the device: augmented real images and, with a generator,
+    a fresh synthetic batch with the teacher's logits, labels and features."""
+    batch = StepBatch(x_real=augment(x_u8, gen), y_real=y, past=past, seen=seen, teacher=teacher)
+    if cfg.runtime.channels_last:
+        batch.x_real = batch.x_real.contiguous(memory_format=torch.channels_last)
+    if generator is not None and teacher is not None:
+        with autocast(x_u8.device, cfg.runtime.amp):
+            r = sample_replay(generator, teacher, cfg.synthesis.replay_batch_size, past, gen)
+        batch.x_syn, batch.y_syn = r["x"], r["labels"]
+        batch.teacher_logits_syn, batch.teacher_feats_syn = r["logits"], r["features"]
+    return batch
+
+
+def train_step(model: IncrementalClassifier, learner: Learner, batch: StepBatch, opt: torch.optim.Optimizer,
+               device: torch.device, amp: bool) -> torch.Tensor:
+    """One SGD step of `learner`'s loss; returns the detached loss (no host sync)."""
+    step_begin(learner.cfg.runtime)
+    learner.terms = {}
+    with autocast(device, amp):
+        loss = learner.loss(model, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg: Config,
+             device: torch.device, past: int, seen: int, epochs: int, seed: int,
+             teacher: IncrementalClassifier | None = None, generator: Generator | None = None,
+             resume_path: Path | None = None, progress: bool = False) -> dict[str, list[float]]:
+    """Train `model` for one task with `learner`'s loss. Returns per-epoch loss, the mean of each
+    weighted term of it (`terms`: name -> per-epoch values) and timing (`seconds`, `images_per_s`:
+    these differ between runs of the same inputs, so the stage keeps them out of the checkpoint)."""
+    t = cfg.train
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
+    replay = learner.spec.replay == "inverted" and teacher is not None and generator is not None and past > 0
+    learner.prepare(model, replay)
+    opt, sched = make_optimizer(model, cfg, epochs, device, learner.extra_parameters())
+    n = data.x.shape[0]
+    bs = min(t.batch_size, n)
+    steps = n // bs  # drop the last incomplete batch, as the authors' loader does
+    if teacher is not None:
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    if generator is not None:
+        generator.eval()
+    history: dict[str, Any] = {"epoch": [], "loss": [], "seconds": [], "images_per_s": [], "terms": {}}
+    start_epoch, start_step, perm = 0, 0, None
+    if resume_path is not None and resume_path.exists():
+        state = atomic_io.load_torch(resume_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        learner.load_state_dict(state.get("learner", {}))
+        gen.set_state(state["rng"])
+        start_epoch, start_step, perm, history = state["epoch"], state["step"], state["perm"], state["history"]
+        perm = perm.to(device) if perm is not None else None
+        log.info("resuming from %s at epoch %d step %d", resume_path, start_epoch, start_step)
+
+    def save_partial(epoch: int, step: int, perm_: torch.Tensor | None) -> None:
+        if resume_path is None:
+            return
+        atomic_io.save_torch(resume_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "learner": learner.state_dict(), "rng": gen.get_state(), "epoch": epoch, "step": step,
+            "perm": perm_.cpu() if perm_ is not None else None, "history": history,
+        })
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, initial=start_epoch, desc=f"train {learner.name}", unit="ep", leave=False)
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        learner.begin_epoch(model, opt, epoch, epochs)
+        t0 = time.perf_counter()
+        if perm is None:
+            perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        term_sums: dict[str, torch.Tensor] = {}
+        counted = max(steps - start_step, 1)  # a resumed epoch averages the steps it ran
+        for step in range(start_step, steps):
+            if SigtermFlag.requested:
+                save_partial(epoch, step, perm)
+                raise StopRequested(f"stopped at epoch {epoch} step {step}; partial state saved")
+            idx = perm[step * bs:(step + 1) * bs]
+            batch = make_batch(data.x[idx], data.y[idx], augment, gen, cfg, past, seen, teacher,
+                               generator if replay else None)
+            loss_sum += train_step(model, learner, batch, opt, device, cfg.runtime.amp)
+            for name, value in learner.terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + value.float()
+        sched.step()
+        start_step, perm = 0, None
+        seconds = time.perf_counter() - t0
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(float(loss_sum) / counted)  # host syncs: once per epoch and term
+        # A phase's own term is None in the other phase's epochs; first-seen order keeps the plot colours.
+        for name in [*history["terms"], *(k for k in term_sums if k not in history["terms"])]:
+            values = history["terms"].setdefault(name, [None] * (len(history["epoch"]) - 1))
+            values.append(float(term_sums[name]) / counted if name in term_sums else None)
+        history["seconds"].append(seconds)
+        history["images_per_s"].append(counted * bs / seconds if seconds > 0 else 0.0)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+            bar.update(1)
+        if (epoch + 1) % t.checkpoint_every == 0 and epoch + 1 < epochs:
+            save_partial(epoch + 1, 0, None)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: IncrementalClassifier, x_u8: torch.Tensor, augment: DeviceAugment, seen: int,
+            batch_size: int = 1000) -> torch.Tensor:
+    model.eval()
+    preds = []
+    for i in range(0, x_u8.shape[0], batch_size):
+        logits = model(augment.normalize(x_u8[i:i + batch_size]))[:, :seen]
+        preds.append(logits.argmax(dim=1))
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=x_u8.device)
+
+
+def accuracy_row(model: IncrementalClassifier, tests: list[TaskData], seen: int, cfg: Config,
+                 device: torch.device) -> list[float]:
+    """Accuracy (%) on each given task's test data, predicting over the `seen` classes."""
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)
+    row = []
+    for td in tests:
+        pred = predict(model, td.x, augment, seen)
+        row.append(100.0 * int((pred == td.y).sum()) / max(int(td.y.shape[0]), 1))  # exact, not float32
+    return row
