@@ -1,9 +1,10 @@
 """Print README's "What you should see" table from run directories of the default profile.
 
-    python benchmarks/story_table.py outputs/gate2/t*/default-*
+    python benchmarks/story_table.py outputs/o0 outputs/o1 outputs/o2
 
-One row per run (train seed, A_N per method, ABD old / new, DI and Base old-class accuracy, MID of
-DeepInversion / ABD, the story checks of `dfcil report` that hold), then the mean row.
+One row per run (train seed, A_N per method, ABD old / new, DI and Base old-class accuracy,
+MID(real t1, syn t1) of DeepInversion / ABD, the story checks of `dfcil report` that hold), then the
+mean row.
 """
 
 from __future__ import annotations

@@ -140,6 +140,55 @@ def test_kfp_local_run_equals_dvc_repro(dvc_repo, tmp_path, monkeypatch):
     assert reports and "data:image/png;base64," in reports[0].read_text()
 
 
+def _status_after_touching(repo: Path, rel: str) -> set[str]:
+    """The stages `dvc status` names after a comment is appended to `rel` (restored afterwards)."""
+    path = repo / rel
+    before = path.read_bytes()
+    path.write_bytes(before + b"\n# touched\n")
+    try:
+        return set(json.loads(sh(["dvc", "status", "--json"], repo).stdout))
+    finally:
+        path.write_bytes(before)
+
+
+def test_dvc_status_follows_the_code_each_stage_runs(dvc_repo):
+    """A stage depends on the code it runs: the augmentation re-runs every training stage (and the
+    evaluation, whose diagnosis normalises images with it), a plotting function only `evaluate`."""
+    repo, _ = dvc_repo
+    stages = set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    train = {s for s in stages if s.startswith("train_")}
+    touched_augment = _status_after_touching(repo, "dfcil_core/method/augment.py")
+    assert train <= touched_augment and "split" not in touched_augment, touched_augment
+    assert _status_after_touching(repo, "dfcil_core/run/eval_plots.py") == {"evaluate"}
+    assert _status_after_touching(repo, "dfcil_core/method/synthesis.py") >= train | {"synthesize_ce_t2"}
+    assert _status_after_touching(repo, "dfcil_core/lab/gate.py") == set()  # the lab runs in no stage
+    assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo).stdout
+
+
+@pytest.mark.slow
+def test_forced_rerun_writes_byte_identical_outputs(dvc_repo):
+    """Every stage re-run with the same inputs on the same machine writes the same bytes: `dvc repro
+    -f` leaves dvc.lock (the md5 of every output) and every output file unchanged. Times and hosts
+    live in the stage logs, which are no outputs."""
+    repo, _ = dvc_repo
+    lock = (repo / "dvc.lock").read_text()
+    out = repo / "outputs"
+
+    def output_files() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*")
+                if p.is_file() and p.relative_to(out).parts[0] != "logs"}
+
+    before = output_files()
+    logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
+    rerun = sh(["dvc", "repro", "-f"], repo).stdout
+    assert "Running stage 'train_abd_t2'" in rerun
+    after = output_files()
+    assert sorted(after) == sorted(before)
+    assert [f for f in before if after[f] != before[f]] == []
+    assert (repo / "dvc.lock").read_text() == lock
+    assert {p.name: p.read_text() for p in (out / "logs").iterdir()} != logs  # the logs did record the re-run
+
+
 def test_late_task_param_reruns_only_downstream(dvc_repo):
     repo, _ = dvc_repo
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -59,12 +59,19 @@ def test_mid():
     assert metrics.mean_image_distance(za, zb) == pytest.approx(math.sqrt(9 + 1))
 
 
-def test_mmd():
+def test_mmd_is_the_unbiased_estimator():
+    # za = {0, 1}, zb = {3, 5}, bandwidth 1, k = exp(-d^2 / 2). Within a: the one pair at d = 1; within b:
+    # d = 2 (no point with itself); across: d = 3, 5, 2, 4.
+    za, zb = np.array([[0.0], [1.0]]), np.array([[3.0], [5.0]])
+    across = (math.exp(-4.5) + math.exp(-12.5) + math.exp(-2) + math.exp(-8)) / 4
+    assert metrics.mmd_rbf(za, zb, bandwidth=1.0) == pytest.approx(math.exp(-0.5) + math.exp(-2) - 2 * across)
+    # The biased estimator of the same samples adds the diagonal (k = 1): it would be larger by
+    # 2 x (1 - mean off-diagonal) / n per sample; the unbiased one of a sample against itself is below 0.
     z = np.random.default_rng(0).normal(size=(20, 3))
-    assert metrics.mmd_rbf(z, z) == pytest.approx(0.0, abs=1e-12)
-    # two points at distance d, bandwidth 1: k(a,a) = k(b,b) = 1, k(a,b) = exp(-d^2/2); MMD = 2 - 2 exp(-d^2/2)
-    assert metrics.mmd_rbf(np.array([[0.0]]), np.array([[2.0]]), bandwidth=1.0) == pytest.approx(2 - 2 * math.exp(-2))
+    assert -0.2 < metrics.mmd_rbf(z, z) < 0
     assert metrics.mmd_rbf(z, z + 5) > metrics.mmd_rbf(z, z + 0.1)
+    with pytest.raises(ValueError, match="two or more points"):
+        metrics.mmd_rbf(za[:1], zb)
 
 
 def test_mid_leaves_out_dead_units():

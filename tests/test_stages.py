@@ -53,6 +53,10 @@ def test_run_writes_every_contracted_output(tiny_run):
     assert (out / "generators" / "ce" / "samples_task_2.png").stat().st_size > 1000
     for name in ("mid.png", "mmd.png", "omega_per_task.png", "accuracy_per_task.png", "diagnosis.json"):
         assert (out / "eval" / name).is_file()
+    # Section 5 on every replaying method: all real test images of tasks 1 and 2, 1,000 synthetic ones
+    assert set(doc["diagnosis"]) == {"lwf_syn", "deepinversion", "abd", "rdfcil"}
+    for d in doc["diagnosis"].values():
+        assert d["images"] == {"real_t1": 20, "syn_t1": 1000, "real_t2": 20}  # 2 classes x 10
     assert set(doc["methods"]) == set(cfg.methods)
     assert doc["methods"]["upper_bound"]["omega"] == pytest.approx(100.0)
     runs = (out / "results" / "runs.csv").read_text().splitlines()
@@ -81,6 +85,31 @@ def test_checkpoints_keep_the_loss_terms_per_epoch(tiny_run):
     assert set(history["terms"]) == {"local_ce", "ft_ce", "feature_kd"}
     for e, loss in enumerate(history["loss"]):
         assert sum(v[e] for v in history["terms"].values()) == pytest.approx(loss, rel=1e-4)
+
+
+def test_feature_diagnosis_embeds_with_eval_mode_batchnorm(tiny_run, monkeypatch):
+    """θ(2) and the generator run in eval mode, as replay and accuracy use them: train-mode BatchNorm
+    would normalise each sample by its own statistics and hide the shifts MID measures (it did, and
+    DeepInversion's MID then fell below ABD's on some CPUs)."""
+    import torch
+
+    from dfcil_core.run import feature_diagnosis as diagnosis
+
+    out, doc = tiny_run
+    modes: list[bool] = []
+
+    def recording(load):
+        def wrapped(*args, **kwargs):
+            module = load(*args, **kwargs)
+            module.register_forward_pre_hook(lambda m, _: modes.append(m.training))
+            return module
+        return wrapped
+
+    monkeypatch.setattr(diagnosis, "load_model", recording(diagnosis.load_model))
+    monkeypatch.setattr(diagnosis, "load_generator", recording(diagnosis.load_generator))
+    again = diagnosis.feature_diagnosis(tiny_cfg(), "deepinversion", out, torch.device("cpu"))
+    assert modes and not any(modes)
+    assert again == doc["diagnosis"]["deepinversion"]  # the evaluate stage's numbers, reproduced
 
 
 def test_first_task_accuracy_is_the_first_matrix_cell(tiny_run):

@@ -114,7 +114,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     if cfg.data.n_tasks >= 2:
         for m in methods:
             if registry.replays_inverted(m, 2):
-                diagnosis[m] = feature_diagnosis(cfg, m, out, device, meta)
+                diagnosis[m] = feature_diagnosis(cfg, m, out, device)
         if diagnosis:
             atomic_io.write_json(ev / "diagnosis.json", diagnosis)
             plots.grouped_bars({m: {"MID real t1 vs synthetic t1": d["mid_real1_syn1"],

@@ -89,8 +89,8 @@ def html_page(root: str | Path) -> str:
     if doc.get("diagnosis"):
         parts.append("<h2>Synthetic vs real features</h2>")
         parts.append(_table(
-            ["method", "MID real t1 / synthetic t1", "MID real t1 / real t2", "MMD real t1 / synthetic t1",
-             "MMD real t1 / real t2", "dims left out of MID"],
+            ["method", "MID real t1 / synthetic t1", "MID real t1 / real t2", "MMD² real t1 / synthetic t1",
+             "MMD² real t1 / real t2", "dims left out of MID"],
             [[m, _fmt(d["mid_real1_syn1"], 2), _fmt(d["mid_real1_real2"], 2), _fmt(d["mmd_real1_syn1"], 3),
               _fmt(d["mmd_real1_real2"], 3), f"{d['mid_dims_left_out']} of {d['feature_dims']}"]
              for m, d in doc["diagnosis"].items()]))
