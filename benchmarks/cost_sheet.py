@@ -1,7 +1,7 @@
 """Cost sheet of the paper's tables: GPU-hours and wall time on N GPUs, from measured seconds per
-step (`benchmarks/throughput.py --out F.json` on the GPU, or the figures given here).
+step (`dfcil benchmark throughput --out F.json` on the GPU, or the figures given here).
 
-    python benchmarks/cost_sheet.py                                  # the README's H200 figures
+    python benchmarks/cost_sheet.py                                  # the H200 figures of docs/performance.md
     python benchmarks/cost_sheet.py --throughput outputs/bench/throughput_cuda.json --gpus 1 4 8
 """
 
@@ -20,7 +20,7 @@ H200 = StepSeconds(ce=0.0051, replay=0.0162, generator=0.0180, device="NVIDIA H2
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--throughput", help="JSON of benchmarks/throughput.py (its 'optimised' figures)")
+    p.add_argument("--throughput", help="JSON of `dfcil benchmark throughput` (its 'optimised' figures)")
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--seeds", type=int, default=3)
     a = p.parse_args()

@@ -1,4 +1,4 @@
-"""The README "Fidelity" accuracy table: dfcil beside the authors' code on the CPU proxy protocol.
+"""The fidelity accuracy table (README, docs/fidelity.md): dfcil beside the authors' code on the CPU proxy protocol.
 
     bash benchmarks/reference_proxy.sh 2                      # the reference, class orders 0 and 1 (slow)
     python benchmarks/fidelity_table.py --reference outputs/reference   # -> benchmarks/reference-proxy.csv

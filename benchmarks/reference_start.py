@@ -9,7 +9,7 @@ generator from the reference's θ(1) first. The reference's run directory (`--re
 `models/repeat-R/task-1` folder of `benchmarks/reference_proxy.sh` for the same class-order seed as
 the source run. The checkpoints keep our run's metadata (same config hashes), so the stages accept
 them; only the weights are the reference's, mapped with dfcil_core.lab.reference_weights (its 100-row head cut
-to our run's rows: all 100 by default; the diagnostics of 2026-11-30 in README "Fidelity" ran before
+to our run's rows: all 100 by default; the diagnostics of 2026-11-30 in docs/fidelity.md ran before
 `model.head_size` existed, with 20 rows: add `-S model.head_size=20` to repeat them).
 `--probe` prints, for both starts, the ABD feature-KD term at the first step of task 2
 (a train-mode copy of θ(1) against θ(1) in eval mode, 128 real task-2 + 128 synthetic images).

@@ -1,4 +1,4 @@
-"""Print README's "What you should see" table from run directories of the default profile.
+"""Print the "What you should see" table (README, docs/results/default-profile.md) from run directories of the default profile.
 
     python benchmarks/story_table.py outputs/o0 outputs/o1 outputs/o2
 

@@ -1,4 +1,4 @@
-"""KFP components of the benchmark pipeline: run a profile, compare with the baseline, gate."""
+"""KFP components of the regression-gate pipeline: run a profile, compare with the baseline, gate."""
 
 import os
 from types import SimpleNamespace

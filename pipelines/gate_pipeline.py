@@ -1,4 +1,4 @@
-"""The recurring benchmark pipeline: profiles (one after another) -> compare -> gate.
+"""The recurring regression-gate pipeline: profiles (one after another) -> compare -> gate.
 
     python -m pipelines.gate_pipeline            # the gate: fidelity-proxy, its four methods, training seeds 0-2, CPU
     python -m pipelines.gate_pipeline --profile paper-cifar100-5 --gpu --baseline <a GPU baseline>
@@ -50,7 +50,7 @@ def build_gate_pipeline(profiles: list[str], baseline_json: str, image: str = DE
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Compile the benchmark pipeline")
+    p = argparse.ArgumentParser(description="Compile the regression-gate pipeline")
     p.add_argument("--profile", action="append", default=[], help="preset (repeatable)")
     p.add_argument("--set", "-S", dest="overrides", action="append", default=[],
                    help="config overrides (without --profile: after the gate's methods and 2 threads)")

@@ -78,7 +78,7 @@ def test_import_closure_follows_imports_inside_functions_and_packages():
 
 
 @pytest.mark.parametrize("command", [["config", "--preset", "tiny"], ["dvc-yaml", "--preset", "tiny"],
-                                     ["presets"]])
+                                     ["presets"], ["methods"]])
 def test_light_commands_import_no_torch(command):
     code = ("import sys; from dfcil_core.__main__ import main; rc = main(sys.argv[1:]); "
             "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr); "
@@ -86,6 +86,19 @@ def test_light_commands_import_no_torch(command):
     r = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "torch not imported"
+
+
+def test_methods_command_prints_the_registry(capsys):
+    from dfcil_core.__main__ import main
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["key", "paper", "task", "1", "replays", "switches"]
+    rows = {line.split()[0]: line for line in lines[1::2]}
+    assert list(rows) == list(registry.METHODS)
+    assert rows["abd"].split()[:4] == ["abd", "ABD", "own", "inverted"]
+    assert rows["lwf"].split()[:4] == ["lwf", "LwF", "shared", "none"]
+    assert lines[lines.index(rows["abd"]) + 1].strip() == registry.METHODS["abd"].equations
 
 
 def test_registry_and_learners_name_the_same_methods():

@@ -182,8 +182,9 @@ def test_bn_statistics_hooks_average_the_per_layer_kl():
     for h in capture:
         h.remove()
     hooks.remove()
-    per_layer = [losses.bn_stat_kl(a.mean(dim=(0, 2, 3)), a.var(dim=(0, 2, 3), unbiased=False),
-                                   m.running_mean, m.running_var) for a, m in zip(inputs, bns, strict=True)]
+    per_layer = [losses.bn_stat_kl_per_channel(a.mean(dim=(0, 2, 3)), a.var(dim=(0, 2, 3), unbiased=False),
+                                               m.running_mean, m.running_var).mean()
+                 for a, m in zip(inputs, bns, strict=True)]
     assert len(per_layer) == 31  # stem + 2 per block x 15 (option-A shortcuts have no BN)
     assert got.item() == pytest.approx(torch.stack(per_layer).mean().item(), rel=1e-5)
     assert hooks.stats == []  # popped: the next forward starts afresh

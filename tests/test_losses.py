@@ -121,13 +121,14 @@ def test_diversity_loss():
 
 def test_bn_stat_kl():
     one, zero = torch.ones(1), torch.zeros(1)
-    assert losses.bn_stat_kl(zero, one, zero, one).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.bn_stat_kl_per_channel(zero, one, zero, one).item() == pytest.approx(0.0, abs=1e-7)
     # KL(N(1, 1) || N(0, 4)) = ln 2 + (1 + 1) / 8 - 1/2 = 0.443147
-    kl = losses.bn_stat_kl(zero, 4 * one, one, one)
+    kl = losses.bn_stat_kl_per_channel(zero, 4 * one, one, one)
     assert kl.item() == pytest.approx(LN2 - 0.25, abs=1e-6)
-    # averaged over channels: (0.443147 + 0) / 2
-    kl2 = losses.bn_stat_kl(torch.tensor([0.0, 0.0]), torch.tensor([4.0, 1.0]), torch.tensor([1.0, 0.0]), torch.ones(2))
-    assert kl2.item() == pytest.approx((LN2 - 0.25) / 2, abs=1e-6)
+    # per channel: (0.443147, 0); Eq. 5 averages them over the layer's channels
+    kl2 = losses.bn_stat_kl_per_channel(torch.tensor([0.0, 0.0]), torch.tensor([4.0, 1.0]), torch.tensor([1.0, 0.0]),
+                                        torch.ones(2))
+    assert kl2.tolist() == pytest.approx([LN2 - 0.25, 0.0], abs=1e-6)
 
 
 # 1-D Gaussian, sigma 1, 5 taps: exp(-d^2 / 2) for d = -2..2, normalised

@@ -1,9 +1,9 @@
 """The `dfcil` command's run-side subcommands: one per stage, `run` (the whole sequence), `report`,
-`config`, `dvc-yaml`, `presets` and `publish`. The lab adds `benchmark` and `tables`
+`config`, `dvc-yaml`, `presets`, `methods` and `publish`. The lab adds `benchmark` and `tables`
 (`dfcil_core.__main__` puts the two together).
 
 Bad input prints one line `dfcil: error: ...` and exits 2; no traceback. `report`, `config`,
-`dvc-yaml` and `presets` import no torch.
+`dvc-yaml`, `presets` and `methods` import no torch.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.errors import DfcilError, StopRequested
 
 log = logging.getLogger("dfcil")
-
-# A subcommand's handler: the parsed arguments -> the exit code.
-Handler = Callable[[argparse.Namespace], int]
 
 
 def add_config_arguments(p: argparse.ArgumentParser, out: bool = True) -> None:
@@ -146,6 +143,17 @@ def _presets(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _methods(_args: argparse.Namespace) -> int:
+    """The method registry as a table: what each key runs, after which paper, and what varies it."""
+    from dfcil_core.foundations.registry import METHODS
+
+    print(f"{'key':<14}{'paper':<17}{'task 1':<10}{'replays':<10}switches")
+    for key, m in METHODS.items():
+        first = "shared" if m.shares_first_task else "own"
+        print(f"{key:<14}{m.name:<17}{first:<10}{m.replay:<10}{m.switches or '-'}\n{'':<14}{m.equations}")
+    return 0
+
+
 def _publish(args: argparse.Namespace) -> int:
     from dfcil_core.drivers.results_sink import S3ResultsSink
 
@@ -197,6 +205,8 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.set_defaults(handler=_dvc_yaml)
     sub.add_parser("presets", help="list the presets").set_defaults(handler=_presets)
+    sub.add_parser("methods", help="list the methods: paper name, equations, shared task 1, replay, switches"
+                   ).set_defaults(handler=_methods)
     p = sub.add_parser("publish", help="append this run's result tables to the S3 results sink")
     p.add_argument("--out", "-o", default="outputs")
     p.add_argument("--results", required=True, metavar="S3_URL", help="s3://bucket/prefix")

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.foundations.registry import METHOD_KEYS, PAPER_METHOD_KEYS, split_keys
 
-DATASETS = ("cifar100", "cifar10", "imagefolder")
 DATASET_CLASSES = {"cifar100": 100, "cifar10": 10}  # an image folder's count is known from its files only
 
 
@@ -65,7 +64,7 @@ class TrainConfig(_Strict):
     deepinversion_mu: float = Field(1.0, ge=0)
     # LwF.MC's BCE: "reference" on the sigmoid's float32 outputs as the authors' nn.BCELoss (the
     # gradient vanishes where the sigmoid saturates: units pushed there at lr 0.1 stay), "stable" on
-    # the logits. On the fidelity proxy only "reference" reproduces the authors' LwF.MC (README).
+    # the logits. On the fidelity proxy only "reference" reproduces the authors' LwF.MC (docs/fidelity.md).
     lwf_mc_bce: Literal["reference", "stable"] = "reference"
     # Per-task epoch overrides, e.g. {3: 50}: changing one re-runs only task >= 3 downstream.
     task_epochs: dict[int, int] = {}
@@ -137,7 +136,7 @@ class RdfcilConfig(_Strict):
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # bf16 autocast, CUDA only. Off by default: ResNet-32 at batch 128 is launch-bound on an H200,
-    # where the casts made every step slower (README "Throughput").
+    # where the casts made every step slower (docs/performance.md).
     amp: bool = False
     channels_last: bool = True
     compile: bool = False  # torch.compile the feature trunks (CUDA)

@@ -18,14 +18,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # `dvc repro` default (the main job): the paper's story on real CIFAR-100 on
     # 2 CPU cores. 2 tasks x 2 classes with all 500 images per class (fewer classes per task, not fewer
     # images: a ResNet-32 from scratch needs the steps), 4 epochs at batch 32 (lr x0.1 for the last),
-    # 60 inversion steps. 4 epochs, not 6: the main job then takes 7:32-7:47 on a 2-core AVX2 CPU,
-    # setup included (two fresh clones, 2026-12-02; 10:06 with 6), and the story held on class orders
-    # 0-2 and training seeds 0-2. 3 epochs, or 40 inversion steps, lost the MID check (README "What
-    # you should see").
+    # 60 inversion steps. 4 epochs, not 6: the main job then takes 7:32-8:05 on a 2-core AVX2 CPU,
+    # setup included (fresh clones, 2026-12-02; 10:06 with 6), and the story held on class orders
+    # 0-2 and training seeds 0-2. 3 epochs, or 40 inversion steps, lost the MID check
+    # (docs/results/default-profile.md).
     # lr: the paper's 0.1 at batch 128 scaled linearly to batch 32 (at 0.1, task 1 of two classes
     # ends anywhere between 61.5 and 93.5 %). Head: the run's 4 classes; with CIFAR-100's 100 rows ABD's
     # all-rows task-1 CE and FT-CE span 96 classes this run never sees.
-    # Measured on seeds 0-4: README "What you should see" and "Regression benchmarking".
+    # Measured on seeds 0-4: README "What you should see", docs/results/default-profile.md and docs/benchmarking.md.
     "default": {
         "name": "default",
         "methods": ["upper_bound", "base", "deepinversion", "abd"],

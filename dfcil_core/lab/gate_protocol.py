@@ -7,7 +7,7 @@ RESULTS_TABLE = "benchmarks/results.csv"  # the scratch results table of every b
 # The nightly gate's protocol (docs/benchmarking.md: its seed spread): the fidelity proxy,
 # CIFAR-100 2 tasks x 10 classes with all images, 10 epochs per task, the five methods the fidelity table
 # compares with the authors' code but LwF.MC, whose saturating BCE (the reference's) collapses its task 1
-# to chance on some seeds (A_N 5.2-21.7 over four; README). The 4-class `default` profile of the main job
+# to chance on some seeds (A_N 5.2-21.7 over four; docs/fidelity.md). The 4-class `default` profile of the main job
 # is too small to gate on: one run of a replay method there moves by 6-7 points A_N.
 GATE_PROFILE = "fidelity-proxy"
 GATE_METHODS = ("base", "lwf", "deepinversion", "abd")

@@ -1,4 +1,4 @@
-"""Accuracy beside the authors' code on the same protocol (the README "Fidelity" table).
+"""Accuracy beside the authors' code on the same protocol (the README's fidelity table, docs/fidelity.md).
 
 Rows come from two places: the reference's own result files (`<log_dir>/results-acc/pt.yaml`, one
 folder per method, written by `benchmarks/reference_proxy.sh`) and evaluated dfcil output
@@ -141,7 +141,7 @@ def _differ(device: str, ref_device: str) -> bool:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The README table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
+    """The fidelity table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
     counts our runs behind the task-1 cell and behind the later cells (a run may stop after task 1)."""
     several = table["device_class"].nunique() > 1 if len(table) else False
     lines = ["| method | class-order seed | runs (task 1 / all tasks) | "

@@ -164,12 +164,6 @@ def bn_stat_kl_per_channel(mean_hat: torch.Tensor, var_hat: torch.Tensor, runnin
     return 0.5 * torch.log(var_hat / var) - 0.5 * (1.0 - (var + (upcast(running_mean) - upcast(mean_hat)) ** 2) / var_hat)
 
 
-def bn_stat_kl(mean_hat: torch.Tensor, var_hat: torch.Tensor, running_mean: torch.Tensor,
-               running_var: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Eq. 5 for one layer: the per-channel KL averaged over channels."""
-    return bn_stat_kl_per_channel(mean_hat, var_hat, running_mean, running_var, eps).mean()
-
-
 def gaussian_kernel(size: int = 5, sigma: float = 1.0, form: str = "paper") -> torch.Tensor:
     """Normalised size x size blur. form="paper": exp(-d²/2σ²); form="reference": the authors'
     exp(-(d/2σ)²), i.e. a Gaussian of σ·√2."""

@@ -108,8 +108,8 @@ def summarize(a: AccuracyMatrix, upper: AccuracyMatrix | None) -> dict[str, floa
 MID_MIN_RELATIVE_STD = 1e-2
 
 
-def mean_image_distance_detail(za: np.ndarray, zb: np.ndarray,
-                               min_relative_std: float = MID_MIN_RELATIVE_STD) -> tuple[float, int]:
+def mean_image_distance(za: np.ndarray, zb: np.ndarray,
+                        min_relative_std: float = MID_MIN_RELATIVE_STD) -> tuple[float, int]:
     """MID (Eq. 10), || (mu_a - mu_b) / sigma_a ||_2 over the feature dimensions whose sigma_a is at
     least `min_relative_std` x the median sigma_a; returns (MID, number of dimensions left out)."""
     sigma = za.std(axis=0)
@@ -117,11 +117,6 @@ def mean_image_distance_detail(za: np.ndarray, zb: np.ndarray,
     keep = sigma > max(floor, 1e-12)
     diff = (za.mean(axis=0) - zb.mean(axis=0))[keep] / sigma[keep]
     return float(np.linalg.norm(diff)), int((~keep).sum())
-
-
-def mean_image_distance(za: np.ndarray, zb: np.ndarray) -> float:
-    """MID (Eq. 10) without near-constant dimensions (see `mean_image_distance_detail`)."""
-    return mean_image_distance_detail(za, zb)[0]
 
 
 def mmd_rbf(za: np.ndarray, zb: np.ndarray, bandwidth: float | None = None) -> float:

@@ -46,8 +46,8 @@ def feature_diagnosis(cfg: Config, method: str, out: Path, device: torch.device)
             "real_t2": features(norm(torch.from_numpy(t2["test_x"][:MAX_IMAGES]).to(device))),
         }
     z = {k: v.float().cpu().numpy() for k, v in feats.items()}
-    mid_syn, dropped_syn = metrics.mean_image_distance_detail(z["real_t1"], z["syn_t1"])
-    mid_real, dropped_real = metrics.mean_image_distance_detail(z["real_t1"], z["real_t2"])
+    mid_syn, dropped_syn = metrics.mean_image_distance(z["real_t1"], z["syn_t1"])
+    mid_real, dropped_real = metrics.mean_image_distance(z["real_t1"], z["real_t2"])
     return {
         "mid_real1_syn1": mid_syn,
         "mid_real1_real2": mid_real,

@@ -24,7 +24,7 @@ _SECTIONS = [  # (heading, glob patterns relative to the output directory)
 def story_checks(doc: dict[str, Any]) -> list[tuple[str, bool]]:
     """The paper's story as checks on one run (metrics.json): (statement with the numbers, holds?).
 
-    Only statements whose methods ran are made. Thresholds are the main job's promise (README):
+    Only statements whose methods ran are made. Thresholds are the main job's promise (README, "What you should see"):
     Base forgets the old classes (old-class accuracy <= 5), ABD keeps >= 20 points of them and beats
     DeepInversion, LwF and Base in A_N, the upper bound is highest, Omega <= 100 (above it is noise),
     and DeepInversion's synthetic/real feature gap (MID) is above ABD's (Section 5)."""
