@@ -9,7 +9,8 @@ after=$(git status --porcelain 2>/dev/null || true)
 echo
 echo "git tree: this run changed what git tracks:"
 diff <(echo "$before") <(echo "$after") | sed -n 's/^> /  /p'
-echo "  (dvc.lock records the hashes of this run's outputs; checkpoints carry wall-clock times and"
-echo "   floating-point kernels differ between CPUs, so they differ from the committed ones."
-echo "   Commit it to pin these outputs, or 'git checkout dvc.lock' to restore the tree.)"
+echo "  (dvc.lock records the hashes of this run's code and outputs. Outputs are byte-stable on one"
+echo "   machine class, but floating-point kernels differ between CPU classes (the committed file is"
+echo "   from an AVX-512 CPU), and a code change moves them too. Commit it to pin these outputs,"
+echo "   or 'git checkout dvc.lock' to restore the tree.)"
 exit 0
