@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.run.results_table import RUNS_FILE, TASKS_FILE, read_runs
+from dfcil_core.run.results_table import RUNS_FILE, TASKS_FILE, check_metrics, read_runs
 
 
 def new_run_id() -> str:
@@ -105,5 +105,5 @@ class S3ResultsSink:
         frames = []
         for run in self.list_runs():
             obj = self._call("download", self.client.get_object, Bucket=self.bucket, Key=self._key(run, name))
-            frames.append(pd.read_csv(obj["Body"]))
+            frames.append(check_metrics(pd.read_csv(obj["Body"]), f"s3://{self.bucket}/{self._key(run, name)}"))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

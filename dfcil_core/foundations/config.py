@@ -69,6 +69,10 @@ class TrainConfig(_Strict):
     # Per-task epoch overrides, e.g. {3: 50}: changing one re-runs only task >= 3 downstream.
     task_epochs: dict[int, int] = {}
     checkpoint_every: int = Field(10, ge=1)  # in-task checkpoint period (epochs)
+    # Divergence guard: a step loss above this (or not finite) stops the stage at the end of its epoch,
+    # and nothing of the task is written. No loss of a sane run comes near it (LwF.MC's BCE summed over
+    # 100 classes starts near 70); lr 1e5 reaches 1e25. Not in any hash: it changes no output it passes.
+    max_loss: float = Field(1e6, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -96,6 +100,8 @@ class SynthesisConfig(_Strict):
     replay_batch_size: int = Field(128, ge=1)  # synthetic images per training step
     # Smoothness-prior blur: "reference" = the authors' exp(-(d/2σ)^2) (σ_eff = √2), "paper" = exp(-d²/2σ²).
     prior_kernel: Literal["reference", "paper"] = "reference"
+    # Divergence guard of the inversion, as train.max_loss (checked every `log_every` steps).
+    max_loss: float = Field(1e6, gt=0)
 
 
 class AbdConfig(_Strict):
@@ -226,26 +232,50 @@ def _format_error(err: ValidationError) -> str:
         msg = "unknown key"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-        return msg if msg.split(":")[0] in loc or not loc else f"{loc}: {msg}"
+        named = msg.split(":")[0].split()[0] if msg else ""  # the key a validator's message starts with
+        return msg if not loc or named == loc or named.startswith(f"{loc}.") or named in loc else f"{loc}: {msg}"
     return f"{loc}: {msg}" if loc else msg
 
 
-def from_dict(raw: dict[str, Any]) -> Config:
+def _override_for(loc: str, overrides: list[str]) -> str | None:
+    """The last override that set `loc` or a section around or inside it."""
+    for item in reversed(overrides):
+        key = item.split("=", 1)[0].strip()
+        if key == loc or loc.startswith(f"{key}.") or key.startswith(f"{loc}."):
+            return item
+    return None
+
+
+def from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Validate a whole config; an error that an override caused names that override."""
     try:
         cfg = Config.model_validate(raw)
+        cfg.task_sizes()  # raises if the tasks do not divide the classes
+        full = DATASET_CLASSES.get(cfg.data.dataset)
+        if full is not None and cfg.total_classes > full:
+            raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {cfg.data.dataset}")
+        if cfg.head_rows < cfg.total_classes:
+            raise DfcilError(f"model.head_size: {cfg.head_rows} rows cannot hold the run's {cfg.total_classes} classes")
+        return cfg
     except ValidationError as err:
-        raise DfcilError(f"invalid config: {_format_error(err)}") from None
-    cfg.task_sizes()  # raises if the tasks do not divide the classes
-    full = DATASET_CLASSES.get(cfg.data.dataset)
-    if full is not None and cfg.total_classes > full:
-        raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {cfg.data.dataset}")
-    if cfg.head_rows < cfg.total_classes:
-        raise DfcilError(f"model.head_size: {cfg.head_rows} rows cannot hold the run's {cfg.total_classes} classes")
-    return cfg
+        text, prefix = _format_error(err), "invalid config: "
+    except DfcilError as err:
+        text, prefix = str(err), ""
+    # "key: what is wrong" or "key must ..." (validators and the checks above start with their key)
+    item = _override_for(text.split(":")[0].split()[0], overrides or []) if text.strip() else None
+    raise DfcilError(f"override {item!r}: {text}" if item is not None else f"{prefix}{text}") from None
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _parse_value(item: str, text: str) -> Any:
+    """A YAML-typed override value, or one line naming the override and what YAML objects to."""
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise DfcilError(f"override {item!r}: the value {text!r} is not valid YAML ({problem}); "
+                         "quote a string value, e.g. -S 'name=\"a b\"'") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -255,13 +285,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise DfcilError(f"override {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        if not all(p.strip() for p in parts):
+            raise DfcilError(f"override {item!r}: empty key" if not key.strip() else
+                             f"override {item!r}: empty part in the key {key.strip()!r}")
+        node = out
+        for depth, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise DfcilError(f"override {key}: {p} is not a section")
-        node[parts[-1]] = _parse_scalar(value)
+                raise DfcilError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
+        node[parts[-1]] = _parse_value(item, value)
     return out
 
 
@@ -285,7 +318,7 @@ def load(path: str | Path | None = None, preset: str | None = None,
             raise DfcilError(f"config file {p}: expected a mapping at the top level")
         raw = _deep_merge(raw, loaded)
     raw = apply_overrides(raw, overrides or [])
-    return from_dict(raw)
+    return from_dict(raw, overrides)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

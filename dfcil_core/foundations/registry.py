@@ -70,8 +70,9 @@ PAPER_METHOD_KEYS: tuple[str, ...] = tuple(k for k, m in METHODS.items() if m.in
 # Config keys that shape every trained model, and every generator; then the split's.
 TRAIN_KEYS = ("train.lr", "train.momentum", "train.weight_decay", "train.batch_size", "train.milestones",
               "train.gamma", "train_seed", "data.color_jitter", "model", "runtime.amp", "runtime.channels_last")
-# Every synthesis key but the replay batch size (which only the training stages read). A test keeps
-# this equal to SynthesisConfig's fields.
+# Every synthesis key but the replay batch size (which only the training stages read) and the
+# divergence bound (a guard: it changes no output it lets through). A test keeps this equal to
+# SynthesisConfig's fields.
 INVERSION_KEYS = ("synthesis.steps", "synthesis.lr", "synthesis.batch_size", "synthesis.z_dim",
                   "synthesis.alpha_con", "synthesis.alpha_div", "synthesis.alpha_stat", "synthesis.alpha_prior",
                   "synthesis.alpha_temp", "synthesis.prior_kernel", "train_seed", "runtime.amp",

@@ -25,7 +25,7 @@ from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.foundations.provenance import FINGERPRINT_COLUMNS, commit_of, git_commit
 from dfcil_core.run.artifacts import read_stage_log, stage_name
 from dfcil_core.run.report import figure_html
-from dfcil_core.run.results_table import read_runs
+from dfcil_core.run.results_table import check_metrics, read_runs
 
 KEYS = ["profile", "dataset", "n_tasks", "method"]
 LEDGER_KEYS = [*KEYS, "seed", "train_seed", "a_n", "device_class"]  # what every ledger row must have
@@ -120,7 +120,7 @@ def read_table(path: Path) -> pd.DataFrame:
     missing = [c for c in LEDGER_KEYS if c not in df.columns]
     if missing:
         raise DfcilError(f"results table {path}: missing columns {missing}")
-    return df
+    return check_metrics(df, path)
 
 
 def summarize(df: pd.DataFrame, metrics: list[str], keys: list[str] = KEYS) -> pd.DataFrame:

@@ -99,16 +99,28 @@ def prepare_model(model: torch.nn.Module, device: torch.device, rt: RuntimeConfi
     return model
 
 
+def compile_module(module: torch.nn.Module, rt: RuntimeConfig, device: torch.device) -> torch.nn.Module:
+    """torch.compile `module`'s calls in place when `runtime.compile` asks (static shapes): inductor on
+    CUDA and on the CPU alike. `Module.compile` keeps the module's state_dict keys, so a checkpoint
+    does not depend on whether its run compiled. The CPU's inductor needs a C++ compiler: without one,
+    one line instead of an error deep in the first step."""
+    if not rt.compile:
+        return module
+    if device.type == "cpu":
+        from torch._inductor import cpp_builder
+
+        try:
+            cpp_builder.get_cpp_compiler()
+        except Exception:  # inductor's own search: g++, clang++ ... or $CXX
+            raise DfcilError("runtime.compile on the CPU compiles with inductor, which needs a C++ compiler "
+                             "(g++ or clang++) and found none; install one or set runtime.compile=false") from None
+    module.compile(mode=rt.compile_mode, dynamic=False)
+    return module
+
+
 def compile_features(model: torch.nn.Module, rt: RuntimeConfig, device: torch.device) -> torch.nn.Module:
-    """torch.compile the model's feature trunk in place when asked (CUDA only; static shapes)."""
-    if rt.compile and device.type == "cuda":
-        model.features = torch.compile(model.features, mode=rt.compile_mode, dynamic=False)
-    return model
-
-
-def uncompiled_features(model: torch.nn.Module) -> torch.nn.Module:
-    """Undo `compile_features` (before saving a state_dict)."""
-    model.features = getattr(model.features, "_orig_mod", model.features)
+    """Compile the classifier's feature trunk (the head grows from task to task: it stays eager)."""
+    compile_module(model.features, rt, device)
     return model
 
 
@@ -118,6 +130,7 @@ def fused_if_supported(device: torch.device) -> dict[str, bool]:
 
 
 def step_begin(rt: RuntimeConfig) -> None:
-    """Mark a new training step for CUDA graphs (outputs of the last replay may be overwritten)."""
+    """Mark a new training or inversion step for CUDA graphs (the last replay's outputs may be
+    overwritten); nothing for the other modes and for eager runs."""
     if rt.compile and rt.compile_mode == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()

@@ -6,13 +6,14 @@ generator trains (cheaper than keeping them on the teacher for every forward pas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from dfcil_core.foundations.config import Config, SynthesisConfig
-from dfcil_core.foundations.errors import StopRequested
+from dfcil_core.foundations.errors import Diverged, StopRequested
 from dfcil_core.method import losses
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.runtime import SigtermFlag, autocast, fused_if_supported, prepare_model
@@ -91,8 +92,9 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
     """Train F for `steps` Adam steps by inverting the frozen `teacher` over its `past` classes.
 
     Generator in train mode, teacher in eval mode with frozen weights. Returns loss curves
-    sampled every `log_every` steps (host sync only then). `amp`: bf16 autocast on CUDA (the
-    BN-statistics KL is still computed in fp32).
+    sampled every `log_every` steps. `amp`: bf16 autocast on CUDA (the BN-statistics KL is still
+    computed in fp32). Raises `Diverged` at the first logged step by which a step's total loss was not
+    finite or above `cfg.max_loss` (the largest is kept on the device: one host sync per logged step).
     """
     steps = cfg.steps if steps is None else steps
     teacher.eval()
@@ -104,13 +106,19 @@ def synthesize_generator(generator: Generator, optimizer: torch.optim.Optimizer,
     curves: dict[str, list[float]] = {"step": [], "content": [], "diversity": [], "stat": [],
                                       "prior": [], "total": []}
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+    worst = torch.zeros((), device=kernel.device)
     try:
         for step in range(steps):
             if SigtermFlag.requested:  # nothing is written: re-running the stage redoes this synthesis
                 raise StopRequested(f"stopped at generator step {step} of {steps}; re-run to synthesize again")
             terms = inversion_step(generator, optimizer, teacher, hooks, past, cfg, kernel, amp)
+            worst = torch.maximum(worst, terms["total"].detach().float())
             if step % log_every == 0 or step == steps - 1:
                 pending.append((step, {k: v.detach() for k, v in terms.items()}))
+                worst_loss = float(worst)
+                if not math.isfinite(worst_loss) or worst_loss > cfg.max_loss:
+                    raise Diverged(f"the inversion loss diverged by step {step + 1} of {steps} (a step loss of "
+                                   f"{worst_loss:.3g}; bound synthesis.max_loss {cfg.max_loss:g})")
             if on_step is not None:
                 on_step(step)
     finally:

@@ -8,6 +8,7 @@ gathered as device tensors and read once per epoch.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations.config import Config
-from dfcil_core.foundations.errors import StopRequested
+from dfcil_core.foundations.errors import DfcilError, Diverged, StopRequested
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.learners import Learner, StepBatch
 from dfcil_core.method.models import Generator, IncrementalClassifier
@@ -83,7 +84,10 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
              resume_path: Path | None = None, progress: bool = False) -> dict[str, list[float]]:
     """Train `model` for one task with `learner`'s loss. Returns per-epoch loss, the mean of each
     weighted term of it (`terms`: name -> per-epoch values) and timing (`seconds`, `images_per_s`:
-    these differ between runs of the same inputs, so the stage keeps them out of the checkpoint)."""
+    these differ between runs of the same inputs, so the stage keeps them out of the checkpoint).
+
+    Raises `Diverged` at the end of the first epoch in which a step's loss was not finite or above
+    `train.max_loss` (the largest step loss is kept on the device and read with the epoch's loss)."""
     t = cfg.train
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -104,8 +108,14 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
     start_epoch, start_step, perm = 0, 0, None
     if resume_path is not None and resume_path.exists():
         state = atomic_io.load_torch(resume_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            # Keys as `Module.compile` keeps them; builds that compiled by wrapping the trunk wrote
+            # `features._orig_mod.*`: the same weights, so they resume too.
+            model.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state["model"].items()})
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise DfcilError(f"{resume_path}: this in-task checkpoint does not fit the model "
+                             f"({str(err).strip().splitlines()[0]}); remove it to train the task afresh") from None
         sched.load_state_dict(state["scheduler"])
         learner.load_state_dict(state.get("learner", {}))
         gen.set_state(state["rng"])
@@ -134,6 +144,7 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
         if perm is None:
             perm = torch.randperm(n, device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
+        worst = torch.zeros((), device=device)  # the largest step loss (NaN if any step's was)
         term_sums: dict[str, torch.Tensor] = {}
         counted = max(steps - start_step, 1)  # a resumed epoch averages the steps it ran
         for step in range(start_step, steps):
@@ -143,14 +154,20 @@ def fit_task(model: IncrementalClassifier, learner: Learner, data: TaskData, cfg
             idx = perm[step * bs:(step + 1) * bs]
             batch = make_batch(data.x[idx], data.y[idx], augment, gen, cfg, past, seen, teacher,
                                generator if replay else None)
-            loss_sum += train_step(model, learner, batch, opt, device, cfg.runtime.amp)
+            loss = train_step(model, learner, batch, opt, device, cfg.runtime.amp)
+            loss_sum += loss
+            worst = torch.maximum(worst, loss.float())
             for name, value in learner.terms.items():
                 term_sums[name] = term_sums.get(name, 0.0) + value.float()
         sched.step()
         start_step, perm = 0, None
         seconds = time.perf_counter() - t0
+        worst_loss = float(worst)  # host syncs: once per epoch (here and below)
+        if not math.isfinite(worst_loss) or worst_loss > t.max_loss:
+            raise Diverged(f"the loss diverged in epoch {epoch + 1} of {epochs} (a step loss of {worst_loss:.3g}; "
+                           f"bound train.max_loss {t.max_loss:g})")
         history["epoch"].append(epoch + 1)
-        history["loss"].append(float(loss_sum) / counted)  # host syncs: once per epoch and term
+        history["loss"].append(float(loss_sum) / counted)
         # A phase's own term is None in the other phase's epochs; first-seen order keeps the plot colours.
         for name in [*history["terms"], *(k for k in term_sums if k not in history["terms"])]:
             values = history["terms"].setdefault(name, [None] * (len(history["epoch"]) - 1))

@@ -16,6 +16,15 @@ from dfcil_core.method.synthesis import build_generator
 from dfcil_core.run.artifacts import generator_hash, load_checked, model_hash
 
 
+def refuse_non_finite(state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """A checkpoint with a NaN or infinite weight is no result (its run diverged): one line."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise DfcilError(f"{path} ({what}) has non-finite weights ({bad[0]}{more}): the run that wrote it "
+                         "diverged; re-train it")
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: str, device: torch.device,
                           seen: int | None = None) -> IncrementalClassifier:
     if ckpt["arch"] != cfg.model.arch:
@@ -24,6 +33,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: Path, cfg: Config, what: s
         raise DfcilError(f"{path} ({what}) has {ckpt['num_classes']} classes, expected {seen}")
     if ckpt["shortcut"] != cfg.model.shortcut:
         raise DfcilError(f"{path} ({what}) has option-{ckpt['shortcut']} shortcuts, the config says {cfg.model.shortcut}")
+    refuse_non_finite(ckpt["state_dict"], path, what)
     m = new_classifier(cfg, ckpt["num_classes"], head_size=ckpt["state_dict"]["head.weight"].shape[0])
     m.load_state_dict(ckpt["state_dict"])
     return prepare_model(m, device, cfg.runtime)
@@ -40,6 +50,7 @@ def load_model(cfg: Config, path: Path, method: str, task: int, device: torch.de
 def load_generator(cfg: Config, path: Path, method: str, task: int, device: torch.device) -> Generator:
     """The generator `method` replays in task `task`, for sampling (no optimiser)."""
     ckpt = load_checked(path, generator_hash(cfg, method, task), f"generator of task {task}")
+    refuse_non_finite(ckpt["state_dict"], path, f"generator of task {task}")
     generator = build_generator(cfg, device)
     generator.load_state_dict(ckpt["state_dict"])
     return generator

@@ -10,9 +10,9 @@ import torch
 
 from dfcil_core.foundations import atomic_io, registry
 from dfcil_core.foundations.config import Config
-from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.errors import DfcilError, Diverged
 from dfcil_core.method.datasets import CHANNEL_STATS
-from dfcil_core.method.runtime import configure, device_name, task_seed
+from dfcil_core.method.runtime import compile_module, configure, device_name, step_begin, task_seed
 from dfcil_core.method.synthesis import new_generator, sample_replay, synthesize_generator
 from dfcil_core.run.artifacts import (
     Layout,
@@ -65,10 +65,22 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.synthesis.steps, desc=f"synthesize task {task}", unit="step", leave=False)
-    curves = synthesize_generator(generator, opt, teacher, past, cfg.synthesis,
-                                  on_step=(lambda _s: bar.update(1)) if bar else None, amp=cfg.runtime.amp)
-    if bar is not None:
-        bar.close()
+    compile_module(generator, cfg.runtime, device)
+
+    def after_step(_step: int) -> None:
+        step_begin(cfg.runtime)  # the next step may overwrite this one's CUDA-graph outputs
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        curves = synthesize_generator(generator, opt, teacher, past, cfg.synthesis, on_step=after_step,
+                                      amp=cfg.runtime.amp)
+    except Diverged as err:
+        raise Diverged(f"synthesize {method} task {task}: {err}; no generator was written. Likely cause: the "
+                       f"inversion's learning rate (synthesis.lr {cfg.synthesis.lr:g}); lower it and re-run") from None
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
     atomic_io.save_torch(path, {"state_dict": generator.state_dict(), "optimizer": opt.state_dict(),
                                 "curves": curves, "past": past,

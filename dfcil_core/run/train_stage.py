@@ -13,9 +13,10 @@ import torch
 
 from dfcil_core.foundations import atomic_io, registry
 from dfcil_core.foundations.config import Config
+from dfcil_core.foundations.errors import Diverged
 from dfcil_core.method.learners import make_learner
 from dfcil_core.method.models import new_classifier
-from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model, task_seed, uncompiled_features
+from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model, task_seed
 from dfcil_core.method.training import fit_task, to_device
 from dfcil_core.run.artifacts import (
     Layout,
@@ -75,12 +76,16 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
     compile_features(model, cfg.runtime, device)
     resume = path.with_name(f"{path.stem}.{h}.partial.pt")  # in-task checkpoint of this config only
     t0 = time.perf_counter()
-    history = fit_task(model, learner, data, cfg, device, past_for_loss, seen, cfg.train.epochs_for(task),
-                       seed, teacher=teacher, generator=generator, resume_path=resume,
-                       progress=cfg.runtime.progress)
+    try:
+        history = fit_task(model, learner, data, cfg, device, past_for_loss, seen, cfg.train.epochs_for(task),
+                           seed, teacher=teacher, generator=generator, resume_path=resume,
+                           progress=cfg.runtime.progress)
+    except Diverged as err:
+        resume.unlink(missing_ok=True)  # this config's in-task state is no place to resume from
+        raise Diverged(f"train {method} task {task}: {err}; nothing of task {task} was written. Likely cause: "
+                       f"the learning rate (train.lr {cfg.train.lr:g}); lower it and re-run") from None
     seconds = time.perf_counter() - t0
     timing = {k: history.pop(k) for k in ("seconds", "images_per_s")}  # differs run to run: the log's
-    uncompiled_features(model)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     atomic_io.save_torch(path, {"state_dict": state, "num_classes": seen, "arch": cfg.model.arch,
                                 "shortcut": cfg.model.shortcut, "history": history,
