@@ -37,6 +37,14 @@ def train(config_yaml: str, method: str, task: int, split_data: Input[Dataset],
     stage_step("train", config_yaml, method, task, split_data.path, workspace_in.path, workspace.path)
 
 
+def coreset(config_yaml: str, method: str, task: int, split_data: Input[Dataset],
+            workspace_in: Input[Model], workspace: Output[Model]):
+    """The coreset a replay method keeps after `task` (in the workspace, for the next task)."""
+    from dfcil_core.drivers.kfp_workspace import stage_step
+
+    stage_step("coreset", config_yaml, method, task, split_data.path, workspace_in.path, workspace.path)
+
+
 def merge(workspace_a: Input[Model], workspace_b: Input[Model], workspace: Output[Model]):
     """Union of two methods' workspaces (before evaluation)."""
     from dfcil_core.drivers.kfp_workspace import merge_step
@@ -61,4 +69,4 @@ def evaluate(config_yaml: str, split_data: Input[Dataset], workspace_in: Input[M
 def make_components(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
     """The stage components bound to `image` (the CUDA image of this repository)."""
     return SimpleNamespace(**{fn.__name__: dsl.component(base_image=image)(fn)
-                              for fn in (split, synthesize, train, merge, evaluate)})
+                              for fn in (split, synthesize, train, coreset, merge, evaluate)})

@@ -1,5 +1,5 @@
-"""The DFCIL Kubeflow pipeline, built from params: split -> for each task [synthesize -> train]
--> evaluate, unrolled at compile time. Methods fan out from one shared task-1 model and share
+"""The DFCIL Kubeflow pipeline, built from params: split -> for each task [synthesize -> train ->
+coreset] -> evaluate, unrolled at compile time. Methods fan out from one shared task-1 model and share
 the generator inverted from it; GPU, CPU/memory limits, retries and caching are set per task.
 
     python -m pipelines.dfcil_pipeline --config params.yaml --out pipelines/compiled/dfcil.yaml
@@ -60,6 +60,14 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
                 task = comps.train(config_yaml=config_yaml, method=method, task=t, split_data=data, workspace_in=ws)
                 made[key] = _gpu_task(task.set_display_name(f"{tag}train {lineage(method, t)} t{t}"), gpu)
             ws = made[key].outputs["workspace"]
+            if registry.keeps_coreset(method, t, cfg.data.n_tasks) and not registry.coreset_selected_in_training(method, t):
+                key = f"coreset:{registry.coreset_lineage(method)}:{t}"
+                if key not in made:
+                    task = comps.coreset(config_yaml=config_yaml, method=method, task=t, split_data=data,
+                                         workspace_in=ws)
+                    task.set_display_name(f"{tag}coreset {registry.coreset_lineage(method)} t{t}")
+                    made[key] = _gpu_task(task, gpu)
+                ws = made[key].outputs["workspace"]
         heads[method] = ws
     merged = None
     for method in cfg.methods:

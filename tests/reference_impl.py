@@ -26,13 +26,15 @@ def reference() -> SimpleNamespace:
         sys.path.insert(0, str(REFERENCE_DIR))
     importlib.import_module("cpu")
     names = ["learners", "learners.default", "learners.kd", "learners.datafree", "learners.datafree_helper",
-             "models.resnet", "models.generator", "dataloaders", "dataloaders.utils", "trainer"]
+             "learners.dgr", "models.resnet", "models.generator", "models.autoencoder", "dataloaders",
+             "dataloaders.utils", "dataloaders.loader", "trainer"]
     mods = {n: importlib.import_module(n) for n in names}
     return SimpleNamespace(
         default=mods["learners.default"], kd=mods["learners.kd"], datafree=mods["learners.datafree"],
         helper=mods["learners.datafree_helper"], resnet=mods["models.resnet"],
         generator=mods["models.generator"], dataloaders=mods["dataloaders"],
-        transforms=mods["dataloaders.utils"], trainer=mods["trainer"])
+        transforms=mods["dataloaders.utils"], trainer=mods["trainer"], loader=mods["dataloaders.loader"],
+        dgr=mods["learners.dgr"], autoencoder=mods["models.autoencoder"])
 
 
 def learner_config(n_classes: int, batch_size: int, tasks: list[list[int]], **over) -> dict:

@@ -290,6 +290,16 @@ def test_snapshot_with_a_method_missing_differs():
     assert verdict == "differs" and lines == ["base: only in the snapshot"]
 
 
+def test_a_method_new_since_the_snapshot_is_named_and_not_compared():
+    """A method added after this class's snapshot was recorded: nothing to compare, said in a line;
+    the methods the snapshot has are still compared."""
+    verdict, lines = ns.check_snapshot(_snap(), _snap().iloc[:1])
+    assert verdict == "match"
+    assert lines == ["base: no snapshot row for this device class yet (new methods; not compared)"]
+    verdict, lines = ns.check_snapshot(_snap(a_n=38.75), _snap().iloc[:1])
+    assert verdict == "differs" and lines[0] == "abd a_n: 38.75 (snapshot 37.5)"
+
+
 def test_profiles_are_gated_separately():
     base = pd.concat([BASE.assign(profile="gate"), _table({"abd": [10.0, 10.0, 10.0]}).assign(profile="tiny")])
     comp = bm.compare(_table({"abd": [31.0]}).assign(profile="gate"), base)  # 3 below gate's 34: not tiny's 10

@@ -16,7 +16,8 @@ from dfcil_core.method import synthesis
 from dfcil_core.method.learners import StepBatch, make_learner
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.runtime import compile_features, compile_module
-from dfcil_core.method.training import TaskData, fit_task
+from dfcil_core.method.task_inputs import TaskData
+from dfcil_core.method.training import fit_task
 
 PAST, SEEN = 2, 4
 CPU = torch.device("cpu")

@@ -135,20 +135,21 @@ def _perturbed(raw: dict, key: str) -> dict | None:
     for p in parents:
         node = node[p]
     v = node[leaf]
-    alternatives = {"A": "B", "reference": "paper" if key == "synthesis.prior_kernel" else "stable",
-                    "resnet32": "resnet18", "auto": "cpu", "default": "reduce-overhead"}
+    alternatives = {"A": "B", "reference": "paper" if key in ("synthesis.prior_kernel", "e2e.phase_b_teacher")
+                    else "stable", "resnet32": "resnet18", "auto": "cpu", "default": "reduce-overhead",
+                    "train": "frozen"}
     if isinstance(v, bool):
         node[leaf] = not v
     elif isinstance(v, int):
         node[leaf] = v + 2  # even: 2 tasks still divide the classes
     elif isinstance(v, float):
-        node[leaf] = v * 0.5
+        node[leaf] = v * 0.5 if v else 0.5  # 0 would stay 0
     elif isinstance(v, str) and v in alternatives:
         node[leaf] = alternatives[v]
     elif isinstance(v, list) and key == "train.milestones":
         node[leaf] = [*v, v[-1] + 1] if v else [1]
-    elif v is None and key in ("train_seed", "model.head_size"):
-        node[leaf] = 7 if key == "train_seed" else 8
+    elif v is None and key in ("train_seed", "model.head_size", "e2e.phase_b_epochs", "bic.stage2_epochs"):
+        node[leaf] = {"train_seed": 7, "model.head_size": 8}.get(key, 3)
     else:
         return None
     if key == "name":
@@ -163,6 +164,8 @@ def _hash_inputs(cfg: config.Config, method: str, task: int) -> dict[str, str]:
         h["prev"] = artifacts.model_hash(cfg, method, task - 1)
     if registry.replays_inverted(method, task):
         h["generator"] = artifacts.generator_hash(cfg, method, task)
+    if registry.uses_coreset(method, task):
+        h["coreset"] = artifacts.coreset_hash(cfg, method, task - 1)
     return h
 
 
@@ -197,6 +200,41 @@ def test_dvc_train_params_are_exactly_the_keys_that_change_the_checkpoint(method
             upstream = any(after[k] != before[k] for k in before if k != "model")
             assert (after["model"] != before["model"]) == (_in_params(key, params) or upstream), (task, key)
             checked += 1
+    assert checked > 40
+
+
+@pytest.mark.parametrize("method,task", [("rehearsal", 1), ("rehearsal", 2), ("e2e", 1), ("bic", 1), ("bic", 2)])
+def test_dvc_coreset_params_are_exactly_the_keys_that_change_the_coreset(method, task):
+    """The coreset stages, as the training stages: a key changes the coreset's hash exactly when it is
+    a param of its stage or changes a file the stage depends on (the split, the coreset before it,
+    the model that ranks it)."""
+    raw = explicit_params(config.load(preset="tiny", overrides=[f"methods=[{method}]", "data.n_tasks=4"]))
+    base = config.from_dict(raw)
+    stage = yaml.safe_load(render(base))["stages"][f"coreset_{registry.coreset_lineage(method)}_t{task}"]
+    params = stage["params"][0]["params.yaml"]
+    assert params == registry.coreset_keys(method, task)
+
+    def inputs(cfg):
+        h = {"coreset": artifacts.coreset_hash(cfg, method, task), "split": config.split_hash(cfg)}
+        if task >= 2:
+            h["prev"] = artifacts.coreset_hash(cfg, method, task - 1)
+        if registry.method(method).coreset.selection != "random":
+            h["model"] = artifacts.model_hash(cfg, method, task)
+        return h
+
+    before, checked = inputs(base), 0
+    for key in _leaves(raw):
+        changed = _perturbed(raw, key)
+        if changed is None:
+            continue
+        try:
+            cfg = config.from_dict(changed)
+        except DfcilError:
+            continue
+        after = inputs(cfg)
+        upstream = any(after[k] != before[k] for k in before if k != "coreset")
+        assert (after["coreset"] != before["coreset"]) == (_in_params(key, params) or upstream), key
+        checked += 1
     assert checked > 40
 
 

@@ -123,7 +123,8 @@ def test_every_learner_gives_a_finite_differentiable_loss(models, method):
 
 TERMS = {"base": {"ce"}, "upper_bound": {"ce"}, "lwf": {"ce", "kd"}, "lwf_mc": {"bce"},
          "lwf_syn": {"ce", "kd"}, "deepinversion": {"ce", "kd"}, "abd": {"local_ce", "ft_ce", "feature_kd"},
-         "rdfcil": {"local_ce", "hkd", "rkd"}}
+         "rdfcil": {"local_ce", "hkd", "rkd"}, "rehearsal": {"ce"}, "lwf_coreset": {"ce", "kd"},
+         "e2e": {"ce", "kd"}, "bic": {"ce", "kd"}, "dgr": {"ce", "kd"}}
 
 
 @pytest.mark.parametrize("method", sorted(LEARNERS))
@@ -133,6 +134,7 @@ def test_recorded_terms_add_up_to_the_loss(models, method):
     student.eval()
     learner = make_learner(method, config.from_dict({}))
     learner.prepare(student, replay=True)
+    learner.blocks = [(0, PAST)]  # E2E distils per past task (the stage sets them from the split)
     loss = learner.loss(student, _batch(teacher))
     assert set(learner.terms) == TERMS[method]
     assert all(not t.requires_grad for t in learner.terms.values())
@@ -151,11 +153,14 @@ def test_abd_terms_carry_their_weights(models):
     assert ten.terms["local_ce"].item() == pytest.approx(one.terms["local_ce"].item(), rel=1e-6)
 
 
-def test_first_task_is_shared_except_lwf_mc_and_abd():
-    # ABD's task 1 is CE over every head row (the authors' code), so it has its own θ(1).
+def test_first_task_is_shared_except_lwf_mc_abd_and_dgr():
+    # ABD's task 1 is CE over every head row (the authors' code), so it has its own θ(1); DGR's sees
+    # [0, 1] inputs and no weight decay, and trains its VAE from task 1.
     assert {m for m in LEARNERS if lineage(m, 1) == "ce"} == {"base", "upper_bound", "lwf", "lwf_syn",
-                                                              "deepinversion", "rdfcil"}
+                                                              "deepinversion", "rdfcil", "rehearsal",
+                                                              "lwf_coreset", "e2e", "bic"}
     assert lineage("lwf_mc", 1) == "lwf_mc" and lineage("abd", 1) == "abd" and lineage("abd", 2) == "abd"
+    assert lineage("dgr", 1) == "dgr"
 
 
 def test_unknown_method():

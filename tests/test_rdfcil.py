@@ -14,7 +14,8 @@ from dfcil_core.foundations.registry import lineage
 from dfcil_core.method import losses
 from dfcil_core.method.learners import StepBatch, make_learner
 from dfcil_core.method.models import Generator, IncrementalClassifier
-from dfcil_core.method.training import TaskData, fit_task, make_optimizer, train_step
+from dfcil_core.method.task_inputs import TaskData
+from dfcil_core.method.training import fit_task, make_optimizer, train_step
 
 PAST, SEEN = 3, 5
 

@@ -1,4 +1,5 @@
-"""The `dfcil` command's run-side subcommands: one per stage, `run` (the whole sequence), `report`,
+"""The `dfcil` command's run-side subcommands: one per stage (split, synthesize, train, coreset,
+evaluate), `run` (the whole sequence), `report`,
 `config`, `dvc-yaml`, `presets`, `methods` and `publish`. The lab adds `benchmark` and `tables`
 (`dfcil_core.__main__` puts the two together).
 
@@ -82,6 +83,10 @@ def _stage(args: argparse.Namespace) -> int:
         from dfcil_core.run.train_stage import train
 
         train(cfg, args.method, args.task, out)
+    elif args.command == "coreset":
+        from dfcil_core.run.coreset_stage import select_coreset
+
+        select_coreset(cfg, args.method, args.task, out)
     elif args.command == "evaluate" and args.first_task:
         from dfcil_core.run.evaluate_stage import first_task_accuracy
 
@@ -178,7 +183,8 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     add_config_arguments(p)
     p.set_defaults(handler=_stage)
     for name, helptext in (("synthesize", "train the generator for a task (t >= 2)"),
-                           ("train", "train θ(t) for one method")):
+                           ("train", "train θ(t) for one method"),
+                           ("coreset", "the coreset a replay method keeps after a task")):
         p = sub.add_parser(name, help=helptext)
         add_config_arguments(p)
         p.add_argument("--method", "-m", required=True)

@@ -17,7 +17,8 @@ PACKAGE = "dfcil_core"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 COMMAND_MODULES = (f"{PACKAGE}.__main__", f"{PACKAGE}.drivers.cli")
 STAGE_MODULES = {"split": f"{PACKAGE}.run.split_stage", "synthesize": f"{PACKAGE}.run.synthesize_stage",
-                 "train": f"{PACKAGE}.run.train_stage", "evaluate": f"{PACKAGE}.run.evaluate_stage"}
+                 "train": f"{PACKAGE}.run.train_stage", "coreset": f"{PACKAGE}.run.coreset_stage",
+                 "evaluate": f"{PACKAGE}.run.evaluate_stage"}
 
 
 def module_file(module: str) -> Path | None:

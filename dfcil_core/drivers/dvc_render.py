@@ -10,6 +10,7 @@ This module writes text; it does not import DVC.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +19,7 @@ from dfcil_core.drivers.code_deps import module_code, stage_code
 from dfcil_core.foundations import registry
 from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.registry import lineage
+from dfcil_core.run.artifacts import Layout
 
 EVALUATE_PARAMS = ["methods", "name"]
 
@@ -28,6 +30,7 @@ def _out(cfg_out: str, rel: str) -> str:
 
 def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") -> str:
     stages: dict[str, Any] = {}
+    lay = Layout(Path(out))
     split_dir = _out(out, "split")
     stages["split"] = {
         "cmd": f"dfcil split --config {params_file} --out {out}",
@@ -37,6 +40,11 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
     }
     trained: set[str] = set()
     made_generators: set[str] = set()
+    made_coresets: set[str] = set()
+
+    def path(p: Path) -> str:
+        return p.as_posix()
+
     for task in range(1, cfg.data.n_tasks + 1):
         for method in cfg.methods:
             # synthesize: one stage per generator file
@@ -55,29 +63,57 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
                         "outs": [_out(out, gen_rel), _out(out, f"{gdir}/samples_task_{task}.png"),
                                  _out(out, f"{gdir}/losses_task_{task}.png")],
                     }
-            # train: one stage per model file
+            # train: one stage per model file (with what the same stage keeps beside it)
             fam = lineage(method, task)
             model_rel = f"models/{fam}/task_{task}.pt"
-            if model_rel in trained:
-                continue
-            trained.add(model_rel)
-            deps = [split_dir]
-            if registry.starts_from_previous(method, task):
-                deps.append(_out(out, f"models/{lineage(method, task - 1)}/task_{task - 1}.pt"))
-            if registry.replays_inverted(method, task):
-                deps.append(_out(out, f"generators/{lineage(method, task - 1)}/task_{task}.pt"))
-            stages[f"train_{fam}_t{task}"] = {
-                "cmd": f"dfcil train --config {params_file} --out {out} --method {method} --task {task}",
-                "deps": [*deps, *stage_code("train")],
-                "params": [{params_file: registry.model_keys(method, task)}],
-                "outs": [_out(out, model_rel)],
-            }
+            if model_rel not in trained:
+                trained.add(model_rel)
+                deps = [split_dir]
+                if registry.starts_from_previous(method, task):
+                    deps.append(_out(out, f"models/{lineage(method, task - 1)}/task_{task - 1}.pt"))
+                if registry.replays_inverted(method, task):
+                    deps.append(_out(out, f"generators/{lineage(method, task - 1)}/task_{task}.pt"))
+                if registry.uses_coreset(method, task):
+                    deps.append(path(lay.coreset(method, task - 1)))
+                if registry.replays_generative(method, task):
+                    deps.append(path(lay.vae(method, task - 1)))
+                outs = [_out(out, model_rel)]
+                if registry.method(method).replay == "generative":
+                    outs.insert(0, path(lay.vae(method, task)))
+                if registry.coreset_selected_in_training(method, task) and \
+                        registry.keeps_coreset(method, task, cfg.data.n_tasks):
+                    outs.insert(0, path(lay.coreset(method, task)))
+                    made_coresets.add(path(lay.coreset(method, task)))
+                stages[f"train_{fam}_t{task}"] = {
+                    "cmd": f"dfcil train --config {params_file} --out {out} --method {method} --task {task}",
+                    "deps": [*deps, *stage_code("train")],
+                    "params": [{params_file: registry.model_keys(method, task)}],
+                    "outs": outs,
+                }
+            # coreset: one stage per coreset file its training stage does not write
+            if registry.keeps_coreset(method, task, cfg.data.n_tasks) and \
+                    not registry.coreset_selected_in_training(method, task):
+                kept = path(lay.coreset(method, task))
+                if kept not in made_coresets:
+                    made_coresets.add(kept)
+                    deps = [split_dir]
+                    if task >= 2:
+                        deps.append(path(lay.coreset(method, task - 1)))
+                    if registry.method(method).coreset.selection != "random":
+                        deps.append(_out(out, model_rel))
+                    stages[f"coreset_{registry.coreset_lineage(method)}_t{task}"] = {
+                        "cmd": f"dfcil coreset --config {params_file} --out {out} --method {method} --task {task}",
+                        "deps": [*deps, *stage_code("coreset")],
+                        "params": [{params_file: registry.coreset_keys(method, task)}],
+                        "outs": [kept],
+                    }
     eval_deps = [split_dir] + [_out(out, m) for m in sorted(trained)] + \
         [_out(out, g) for g in sorted(made_generators) if g.endswith("task_2.pt")] + stage_code("evaluate")
+    eval_params = EVALUATE_PARAMS + [k for m in cfg.methods for k in registry.method(m).eval_keys]
     stages["evaluate"] = {
         "cmd": f"dfcil evaluate --config {params_file} --out {out}",
         "deps": eval_deps,
-        "params": [{params_file: EVALUATE_PARAMS}],
+        "params": [{params_file: list(dict.fromkeys(eval_params))}],
         "outs": [_out(out, "eval"), _out(out, "results"), {_out(out, "metrics.json"): {"cache": False}},
                  {_out(out, "report.html"): {"cache": False}}],
         # One flat metrics file per method: `dvc metrics show` prints a row per method.

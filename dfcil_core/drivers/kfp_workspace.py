@@ -1,7 +1,8 @@
 """Run a stage inside artifact directories (what the Kubeflow components call).
 
 An orchestrator that passes artifacts (KFP) hands each step its inputs as separate directories.
-A *workspace* artifact is an output-directory layout (`models/`, `generators/`) for one method's
+A *workspace* artifact is an output-directory layout (`models/`, `generators/`, `coresets/`,
+`vaes/`) for one method's
 lineage; the split is its own artifact and is linked in. Each step copies its input workspace,
 runs the very same stage function as `dfcil run` and `dvc repro`, and writes the new workspace.
 """
@@ -17,7 +18,7 @@ import yaml
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.registry import lineage
 
-WORKSPACE_DIRS = ("models", "generators")
+WORKSPACE_DIRS = ("models", "generators", "coresets", "vaes")
 
 
 def config_from_yaml(text: str) -> config_mod.Config:
@@ -66,7 +67,8 @@ def split_step(config_yaml: str, split_out: str, workspace_out: str) -> None:
 
 def stage_step(stage: str, config_yaml: str, method: str, task: int, split_dir: str, workspace_in: str,
                workspace_out: str) -> None:
-    """`synthesize` or `train` one task: copy the workspace, run the stage, keep what later steps need."""
+    """`synthesize`, `train` or `coreset` one task: copy the workspace, run the stage, keep what later
+    steps need."""
     cfg = config_from_yaml(config_yaml)
     work = Path(workspace_out)
     _copy_workspace(Path(workspace_in), work)
@@ -81,6 +83,10 @@ def stage_step(stage: str, config_yaml: str, method: str, task: int, split_dir: 
 
             train(cfg, method, task, work)
             _prune_generators(work, method, task)
+        elif stage == "coreset":
+            from dfcil_core.run.coreset_stage import select_coreset
+
+            select_coreset(cfg, method, task, work)
         else:
             raise ValueError(f"unknown stage {stage!r}")
     finally:

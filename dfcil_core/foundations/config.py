@@ -62,6 +62,7 @@ class TrainConfig(_Strict):
     lwf_mu: float = Field(1.0, ge=0)
     lwf_syn_mu: float = Field(0.1, ge=0)
     deepinversion_mu: float = Field(1.0, ge=0)
+    lwf_coreset_mu: float = Field(1.0, ge=0)
     # LwF.MC's BCE: "reference" on the sigmoid's float32 outputs as the authors' nn.BCELoss (the
     # gradient vanishes where the sigmoid saturates: units pushed there at lr 0.1 stay), "stable" on
     # the logits. On the fidelity proxy only "reference" reproduces the authors' LwF.MC (docs/fidelity.md).
@@ -139,6 +140,49 @@ class RdfcilConfig(_Strict):
     projector_dim: int = Field(128, ge=1)
 
 
+class CoresetConfig(_Strict):
+    """The replay methods' memory of real images (Naive Rehearsal, LwF + coreset, E2E, BiC): this many
+    after each task, split over the seen classes as the authors do (2,000 in the paper; the presets
+    of smaller protocols keep 20 per class)."""
+
+    size: int = Field(2000, ge=1)
+
+
+class E2EConfig(_Strict):
+    """E2E (Castro et al.): KD weight, and the balanced fine-tuning of the head on the coreset that
+    follows each task >= 2 (the authors': lr / 100, the task's epochs, BN statistics moving; its
+    KD of the new classes reads the old teacher's first columns, `phase_b_teacher: reference`)."""
+
+    mu: float = Field(1.0, ge=0)
+    phase_b_lr_scale: float = Field(0.01, gt=0)
+    phase_b_epochs: int | None = Field(None, ge=0)  # None: the task's epochs
+    # "reference": new-class logits distilled toward θ(t-1)'s first n_new columns (the authors' code);
+    # "paper": toward the phase-A model's new-class logits (what E2E intends).
+    phase_b_teacher: Literal["reference", "paper"] = "reference"
+    phase_b_bn: Literal["train", "frozen"] = "train"  # BN statistics move (the authors') or stay
+
+
+class BiCConfig(_Strict):
+    """BiC (Wu et al.): the held-out share of the coreset, the bias layers' training (stage 2: lr / 100,
+    the task's epochs, BN statistics moving as in the authors' code), and whether evaluation applies
+    them (the authors' evaluation does not)."""
+
+    holdout: float = Field(0.1, gt=0, lt=1)
+    stage2_lr_scale: float = Field(0.01, gt=0)
+    stage2_epochs: int | None = Field(None, ge=0)  # None: the task's epochs
+    stage2_bn: Literal["train", "frozen"] = "train"
+    apply_at_eval: bool = False
+
+
+class DGRConfig(_Strict):
+    """DGR (Shin et al.): the VAE's latent size, the weight decay of solver and VAE (0 in the authors'
+    runs), and the KD weight on the replay."""
+
+    z_dim: int = Field(1024, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    mu: float = Field(1.0, ge=0)
+
+
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # bf16 autocast, CUDA only. Off by default: ResNet-32 at batch 128 is launch-bound on an H200,
@@ -157,13 +201,17 @@ class Config(_Strict):
     seed: int = Field(0, ge=0)  # the class order (trial r of the paper) and, by default, training
     # Training RNG only (init, augmentation, sampling), not the class order; None: `seed`.
     train_seed: int | None = Field(None, ge=0)
-    methods: list[str] = list(PAPER_METHOD_KEYS)  # the ABD paper's Table 1; R-DFCIL is opt-in
+    methods: list[str] = list(PAPER_METHOD_KEYS)  # the ABD paper's Table 1; Table 2's and R-DFCIL opt in
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
     abd: AbdConfig = AbdConfig()
     rdfcil: RdfcilConfig = RdfcilConfig()
+    coreset: CoresetConfig = CoresetConfig()
+    e2e: E2EConfig = E2EConfig()
+    bic: BiCConfig = BiCConfig()
+    dgr: DGRConfig = DGRConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

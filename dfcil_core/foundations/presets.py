@@ -9,10 +9,12 @@ import copy
 from typing import Any
 
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.foundations.registry import METHOD_KEYS, PAPER_METHOD_KEYS
+from dfcil_core.foundations.registry import CORESET_METHOD_KEYS, METHOD_KEYS, PAPER_METHOD_KEYS
 
 # Short CPU schedules keep the paper's shape: decays late in training (x0.1, x0.01).
 _SMALL_TRAIN = {"epochs": 4, "milestones": [2, 3], "checkpoint_every": 2}
+# The paper keeps 2,000 coreset images for 100 classes: smaller protocols keep 20 per class.
+_PER_CLASS = 20
 
 PRESETS: dict[str, dict[str, Any]] = {
     # `dvc repro` default (the main job): the paper's story on real CIFAR-100 on
@@ -33,6 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"head_size": 4},
         "train": {"epochs": 4, "milestones": [3], "batch_size": 32, "lr": 0.025, "checkpoint_every": 2},
         "synthesis": {"steps": 60, "batch_size": 32, "replay_batch_size": 32},
+        "coreset": {"size": 4 * _PER_CLASS},
     },
     # CI: seconds, every code path.
     "tiny": {
@@ -42,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 2, "milestones": [1], "batch_size": 32, "checkpoint_every": 1},
         "synthesis": {"steps": 4, "batch_size": 16, "replay_batch_size": 32},
         "rdfcil": {"finetune_epochs": 1},
+        "coreset": {"size": 4 * _PER_CLASS},
         "runtime": {"progress": False},
     },
     # Catastrophic forgetting on real CIFAR-100, 2 tasks x 10 classes, CPU.
@@ -50,6 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["upper_bound", "base", "lwf_mc"],
         "data": {"n_tasks": 2, "num_classes": 20, "train_per_class": 450},
         "train": _SMALL_TRAIN,
+        "coreset": {"size": 20 * _PER_CLASS},
     },
     # The data-free methods on real CIFAR-100, 2 tasks x 10 classes, CPU.
     "cpu-dreaming": {
@@ -58,23 +63,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"n_tasks": 2, "num_classes": 20},
         "train": _SMALL_TRAIN,
         "synthesis": {"steps": 300, "batch_size": 64, "replay_batch_size": 64},
+        "coreset": {"size": 20 * _PER_CLASS},
     },
     # The CPU proxy protocol that the authors' code also runs here (benchmarks/reference_proxy.sh):
     # CIFAR-100, 2 tasks x 10 classes, all images, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator
     # steps, batch 128. Vary `train_seed` for our spread at one class order (`seed`). R-DFCIL
-    # runs on it too, its head-only phase the last 2 of 10 epochs (20 %, as 40 of 200 in its paper).
+    # runs on it too, its head-only phase the last 2 of 10 epochs (20 %, as 40 of 200 in its paper);
+    # the coreset methods keep 400 images (20 per class, as the paper's 2,000 of 100 classes).
     "fidelity-proxy": {
         "name": "fidelity-proxy",
         "methods": ["abd", "rdfcil", "deepinversion", "lwf", "lwf_mc", "base"],
         "rdfcil": {"finetune_epochs": 2},
+        "coreset": {"size": 20 * _PER_CLASS},
         "data": {"n_tasks": 2, "num_classes": 20},
         "train": {"epochs": 10, "milestones": [7, 9], "checkpoint_every": 5},
         "synthesis": {"steps": 500},
     },
 }
 for _n in (5, 10, 20):
+    # Table 1 (data-free, and DGR), and Tables 2 / B (a coreset of 2,000 images; ABD and the upper bound
+    # beside them, as in the paper's tables).
     PRESETS[f"paper-cifar100-{_n}"] = {"name": f"paper-cifar100-{_n}", "methods": list(PAPER_METHOD_KEYS),
                                        "data": {"n_tasks": _n}}
+    PRESETS[f"paper-cifar100-{_n}-coreset"] = {
+        "name": f"paper-cifar100-{_n}-coreset", "methods": ["upper_bound", *CORESET_METHOD_KEYS, "abd"],
+        "data": {"n_tasks": _n}}
 
 
 def preset_dict(name: str) -> dict[str, Any]:

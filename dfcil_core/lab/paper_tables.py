@@ -23,7 +23,7 @@ from dfcil_core.run.report import figure_html
 from dfcil_core.run.results_table import read_runs as read_runs_table
 
 METHOD_ORDER = list(METHODS)
-METHOD_NAMES = {k: m.name if m.in_abd_paper else f"{m.name} (not in the ABD paper)" for k, m in METHODS.items()}
+METHOD_NAMES = {k: m.name if m.tables else f"{m.name} (not in the ABD paper)" for k, m in METHODS.items()}
 PAPER_SPLITS = (5, 10, 20)
 FLAG_POINTS, FLAG_K = 2.0, 2.0
 REQUIRED = ["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed", "a_n", "omega"]

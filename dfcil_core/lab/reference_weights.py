@@ -1,5 +1,5 @@
-"""How the authors' state dicts (../shared/reference, MIT) map onto ours: their ResNet-32 and their
-32 px generator, under our module names. The equivalence tests and the reference-start diagnosis
+"""How the authors' state dicts (../shared/reference, MIT) map onto ours: their ResNet-32, their
+32 px generator and DGR's autoencoder, under our module names. The equivalence tests and the reference-start diagnosis
 load the reference's weights through these."""
 
 from __future__ import annotations
@@ -40,4 +40,20 @@ def generator_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     for k, v in ref_state.items():
         module, param = k.rsplit(".", 1)
         out[f"{_GENERATOR_KEYS[module]}.{param}"] = v.clone()
+    return out
+
+
+# Reference autoencoder (encoder.{i}.0, q_mean, q_logvar, project, decoder.{i}.0) -> our VAE (flat
+# Sequentials whose indices count the ReLUs in between).
+_VAE_MODULES = {"encoder.0.0": "encoder.0", "encoder.1.0": "encoder.2", "encoder.2.0": "encoder.4",
+                "q_mean": "to_mean", "q_logvar": "to_logvar", "project": "from_z",
+                "decoder.0.0": "decoder.0", "decoder.1.0": "decoder.2", "decoder.2.0": "decoder.4"}
+
+
+def vae_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference's CIFAR autoencoder state dict under our VariationalAutoencoder's names."""
+    out = {}
+    for k, v in ref_state.items():
+        module, param = k.rsplit(".", 1)
+        out[f"{_VAE_MODULES[module]}.{param}"] = v.clone()
     return out

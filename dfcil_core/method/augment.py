@@ -22,8 +22,10 @@ class DeviceAugment:
     CONTRAST = 0.8
     GREY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, PIL's convert("L")
 
-    def __init__(self, dataset: str, image_size: int, device: torch.device, color_jitter: bool = False):
-        mean, std = CHANNEL_STATS[dataset]
+    def __init__(self, dataset: str, image_size: int, device: torch.device, color_jitter: bool = False,
+                 unit_range: bool = False):
+        # `unit_range`: images in [0, 1] instead of normalised per channel (DGR, whose VAE models them)
+        mean, std = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) if unit_range else CHANNEL_STATS[dataset]
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
         self.grey = torch.tensor(self.GREY, device=device).view(1, 3, 1, 1)

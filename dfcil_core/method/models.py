@@ -1,7 +1,11 @@
-"""ResNet-32 / ResNet-18 classifiers with a growing head, and the inversion generator."""
+"""ResNet-32 / ResNet-18 classifiers with a growing head, the inversion generator, DGR's VAE and
+BiC's logit bias layers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -160,6 +164,113 @@ class Generator(nn.Module):
     def sample(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
         dev = self.fc.weight.device
         return self(torch.randn(n, self.z_dim, device=dev, generator=gen))
+
+
+class VariationalAutoencoder(nn.Module):
+    """DGR's generative model (the authors' CIFAR autoencoder, van de Ven & Tolias' design): images in
+    [0, 1], no BatchNorm, PyTorch's default initialisation.
+
+    Encoder: three 4x4 stride-2 convolutions 3 -> 64 -> 128 -> 512 with ReLU (32 -> 4 px), then the
+    mean and log-variance of q(z|x) by two linear maps of the 8,192 features. Decoder: a linear map
+    of z back to 512 x 4 x 4, three 4x4 stride-2 transposed convolutions 512 -> 256 -> 64 -> 3 (ReLU
+    between them) and a sigmoid.
+    """
+
+    def __init__(self, z_dim: int = 1024, image_size: int = 32):
+        super().__init__()
+        if image_size % 8:
+            raise ValueError(f"the VAE halves the image three times: {image_size} px does not divide by 8")
+        self.z_dim, self.side = z_dim, image_size // 8
+        self.pixels = 3 * image_size * image_size
+        width = 512 * self.side * self.side
+        self.encoder = nn.Sequential(nn.Conv2d(3, 64, 4, 2, 1), nn.ReLU(), nn.Conv2d(64, 128, 4, 2, 1), nn.ReLU(),
+                                     nn.Conv2d(128, 512, 4, 2, 1), nn.ReLU(), nn.Flatten())
+        self.to_mean = nn.Linear(width, z_dim)
+        self.to_logvar = nn.Linear(width, z_dim)
+        self.from_z = nn.Linear(z_dim, width)
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(512, 256, 4, 2, 1), nn.ReLU(),
+                                     nn.ConvTranspose2d(256, 64, 4, 2, 1), nn.ReLU(),
+                                     nn.ConvTranspose2d(64, 3, 4, 2, 1), nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mean(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.from_z(z).view(-1, 512, self.side, self.side))
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(reconstruction, mean, log-variance); z = mean + eps * std in training (`eps` ~ N(0, I)
+        unless given), the mean otherwise."""
+        mean, logvar = self.encode(x)
+        if self.training:
+            eps = torch.randn_like(mean) if eps is None else eps
+            z = mean + eps * torch.exp(0.5 * logvar)
+        else:
+            z = mean
+        return self.decode(z), mean, logvar
+
+    def sample(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        """`n` images decoded from z ~ N(0, I)."""
+        dev = self.from_z.weight.device
+        return self.decode(torch.randn(n, self.z_dim, device=dev, generator=gen))
+
+
+class LogitBias(nn.Module):
+    """BiC's bias correction: one pair (alpha, beta) per task from the second on, applied as
+    alpha * z + beta to that task's logit columns."""
+
+    def __init__(self):
+        super().__init__()
+        self.alphas = nn.ParameterList()
+        self.betas = nn.ParameterList()
+        self.ranges: list[tuple[int, int]] = []
+
+    def add(self, start: int, end: int, alpha: float = 1.0, beta: float = 0.0,
+            like: torch.Tensor | None = None) -> None:
+        """A layer for classes [start, end), initialised to the identity (or to `alpha`, `beta`)."""
+        kw = {"device": like.device, "dtype": like.dtype} if like is not None else {}
+        self.alphas.append(nn.Parameter(torch.full((1,), float(alpha), **kw)))
+        self.betas.append(nn.Parameter(torch.full((1,), float(beta), **kw)))
+        self.ranges.append((int(start), int(end)))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.ranges:
+            return logits
+        cols = torch.arange(logits.shape[1], device=logits.device)
+        scale = torch.ones(logits.shape[1], device=logits.device, dtype=logits.dtype)
+        shift = torch.zeros_like(scale)
+        for (a, b), alpha, beta in zip(self.ranges, self.alphas, self.betas, strict=True):
+            inside = (cols >= a) & (cols < b)
+            scale = torch.where(inside, alpha, scale)
+            shift = torch.where(inside, beta, shift)
+        return logits * scale + shift
+
+    def to_list(self) -> list[list[float]]:
+        """[[start, end, alpha, beta], ...]: what a checkpoint keeps."""
+        return [[a, b, float(al.detach()), float(be.detach())]
+                for (a, b), al, be in zip(self.ranges, self.alphas, self.betas, strict=True)]
+
+    @classmethod
+    def from_list(cls, layers: list[list[float]], like: torch.Tensor | None = None) -> LogitBias:
+        bias = cls()
+        for a, b, alpha, beta in layers:
+            bias.add(int(a), int(b), alpha, beta, like)
+        return bias
+
+
+@torch.no_grad()
+def penultimate_features(model: IncrementalClassifier, x_u8: torch.Tensor,
+                         normalize: Callable[[torch.Tensor], torch.Tensor], batch: int = 500) -> np.ndarray:
+    """Penultimate features (float64) of uint8 images through `normalize` (the test transform), the
+    model in eval mode as the authors' coreset selection embeds them; the model's mode is restored."""
+    mode = model.training
+    model.eval()
+    feats = [model.forward_with_features(normalize(x_u8[i:i + batch]))[1] for i in range(0, x_u8.shape[0], batch)]
+    model.train(mode)
+    if not feats:
+        return np.zeros((0, model.features.out_dim))
+    return torch.cat(feats).double().cpu().numpy()
 
 
 def new_classifier(cfg: Config, num_classes: int, head_size: int | None = None) -> IncrementalClassifier:

@@ -47,6 +47,14 @@ class Layout:
         """The generator replayed while training task `task` (inverted from θ(task-1))."""
         return self.root / "generators" / lineage(method, task - 1) / f"task_{task}.pt"
 
+    def coreset(self, method: str, task: int) -> Path:
+        """The coreset `method` keeps after task `task` (its lineage's: the random one is shared)."""
+        return self.root / "coresets" / registry.coreset_lineage(method) / f"task_{task}.json"
+
+    def vae(self, method: str, task: int) -> Path:
+        """DGR's VAE after task `task` (written with θ(task) by the same training stage)."""
+        return self.root / "vaes" / lineage(method, task) / f"task_{task}.pt"
+
     def eval_dir(self) -> Path:
         return self.root / "eval"
 
@@ -69,8 +77,14 @@ class Layout:
 
 
 def stage_name(stage: str, method: str, task: int) -> str:
-    """The DVC stage name of a synthesize or train stage (`synthesize_ce_t2`, `train_abd_t2`)."""
-    owner = lineage(method, task - 1) if stage == "synthesize" else lineage(method, task)
+    """The DVC stage name of a synthesize, train or coreset stage (`synthesize_ce_t2`, `train_abd_t2`,
+    `coreset_random_t1`)."""
+    if stage == "synthesize":
+        owner = lineage(method, task - 1)
+    elif stage == "coreset":
+        owner = registry.coreset_lineage(method)
+    else:
+        owner = lineage(method, task)
     return f"{stage}_{owner}_t{task}"
 
 
@@ -93,7 +107,25 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
         upstream["prev"] = model_hash(cfg, method, task - 1)
     if registry.replays_inverted(method, task):
         upstream["generator"] = generator_hash(cfg, method, task)
+    if registry.uses_coreset(method, task):
+        upstream["coreset"] = coreset_hash(cfg, method, task - 1)
     return keys_hash(cfg, registry.model_keys(method, task), **upstream)
+
+
+def coreset_hash(cfg: Config, method: str, task: int) -> str:
+    """The coreset `method` keeps after task `task`: written with θ(task) by its training stage (E2E:
+    then θ(task)'s hash decides), or by a coreset stage from the split, the coreset before it and,
+    for a ranked one, θ(task) (the registry's `coreset_keys` are its config keys)."""
+    if registry.coreset_selected_in_training(method, task):
+        return keys_hash(cfg, [], model=model_hash(cfg, method, task), kept="coreset")
+    spec = registry.method(method).coreset
+    upstream: dict[str, Any] = {"split": split_hash(cfg), "task": task, "lineage": spec.lineage,
+                                "selection": spec.selection}
+    if task >= 2:
+        upstream["prev"] = coreset_hash(cfg, method, task - 1)
+    if spec.selection != "random":
+        upstream["model"] = model_hash(cfg, method, task)
+    return keys_hash(cfg, registry.coreset_keys(method, task), **upstream)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Checked loads of models and generators: the hash, the architecture and the class count a
-checkpoint must have for the run that loads it, each refused with one line."""
+"""Checked loads of models, generators, coresets and VAEs: the hash, the architecture and the class
+count an output must have for the run that loads it, each refused with one line."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Any
 
 import torch
 
+from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.method.models import Generator, IncrementalClassifier, new_classifier
+from dfcil_core.method.coreset import Coreset
+from dfcil_core.method.models import Generator, IncrementalClassifier, VariationalAutoencoder, new_classifier
 from dfcil_core.method.runtime import prepare_model
 from dfcil_core.method.synthesis import build_generator
-from dfcil_core.run.artifacts import generator_hash, load_checked, model_hash
+from dfcil_core.run.artifacts import coreset_hash, generator_hash, load_checked, model_hash
 
 
 def refuse_non_finite(state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
@@ -54,3 +56,32 @@ def load_generator(cfg: Config, path: Path, method: str, task: int, device: torc
     generator = build_generator(cfg, device)
     generator.load_state_dict(ckpt["state_dict"])
     return generator
+
+
+def load_coreset(cfg: Config, path: Path, method: str, task: int) -> Coreset:
+    """The coreset `method` keeps after task `task`, checked against the hash this config expects."""
+    if not path.is_file():
+        raise DfcilError(f"missing input: {path} (the coreset of task {task}; run its stage first)")
+    doc = atomic_io.read_json(path)
+    expected = coreset_hash(cfg, method, task)
+    if doc.get("config_hash") != expected:
+        raise DfcilError(f"{path} (coreset of task {task}) comes from another config "
+                         f"(hash {doc.get('config_hash')}, expected {expected})")
+    try:
+        return Coreset.from_json(doc)
+    except (KeyError, ValueError) as err:
+        raise DfcilError(f"corrupt coreset {path}: {type(err).__name__}") from None
+
+
+def new_vae(cfg: Config, device: torch.device) -> VariationalAutoencoder:
+    return VariationalAutoencoder(cfg.dgr.z_dim, cfg.data.image_size).to(device)
+
+
+def load_vae(cfg: Config, path: Path, method: str, task: int, device: torch.device) -> VariationalAutoencoder:
+    """DGR's VAE after task `task` (its hash is θ(task)'s: one stage writes both)."""
+    what = f"VAE of task {task}"
+    ckpt = load_checked(path, model_hash(cfg, method, task), what)
+    refuse_non_finite(ckpt["state_dict"], path, what)
+    vae = new_vae(cfg, device)
+    vae.load_state_dict(ckpt["state_dict"])
+    return vae

@@ -13,8 +13,10 @@ from dfcil_core.foundations import atomic_io, registry
 from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.method import metrics
+from dfcil_core.method.models import LogitBias
 from dfcil_core.method.runtime import configure, device_fingerprint, device_name
-from dfcil_core.method.training import TaskData, accuracy_row, to_device
+from dfcil_core.method.task_inputs import TaskData, to_device
+from dfcil_core.method.training import accuracy_row
 from dfcil_core.run import report
 from dfcil_core.run.artifacts import Layout, load_checked, model_hash, read_split, seen_classes, task_arrays, write_stage_log
 from dfcil_core.run.checkpoints import load_model, model_from_checkpoint
@@ -37,12 +39,16 @@ def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, t
     checkpoints)."""
     lay = Layout(out)
     rows, histories = [], []
+    unit = registry.method(method).inputs == "unit"
     for i in range(1, cfg.data.n_tasks + 1):
         seen, path, what = seen_classes(meta, i)[1], lay.model(method, i), f"θ({i}) of {method}"
         ckpt = load_checked(path, model_hash(cfg, method, i), what)
         histories.append(ckpt["history"])
         model = model_from_checkpoint(ckpt, path, cfg, what, device, seen)
-        rows.append(accuracy_row(model, tests[:i], seen, cfg, device))
+        bias = ckpt.get("carry", {}).get("logit_bias")  # BiC's; its authors evaluate without them
+        rows.append(accuracy_row(model, tests[:i], seen, cfg, device, unit_range=unit,
+                                 logit_bias=LogitBias.from_list(bias).to(device) if bias and cfg.bic.apply_at_eval
+                                 else None))
     return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), histories
 
 
@@ -63,7 +69,8 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
             continue
         if registry.lineage(m, 1) not in by_lineage:
             model = load_model(cfg, path, m, 1, device, seen)
-            by_lineage[registry.lineage(m, 1)] = accuracy_row(model, [test], seen, cfg, device)[0]
+            by_lineage[registry.lineage(m, 1)] = accuracy_row(model, [test], seen, cfg, device,
+                                                              unit_range=registry.method(m).inputs == "unit")[0]
         result[m] = by_lineage[registry.lineage(m, 1)]
     if not result:
         raise DfcilError(f"{out}: no θ(1) of {', '.join(methods or cfg.methods)} to evaluate; train task 1 first")

@@ -7,6 +7,7 @@ from typing import Any
 
 from dfcil_core.foundations import registry
 from dfcil_core.foundations.config import Config
+from dfcil_core.run.coreset_stage import select_coreset
 from dfcil_core.run.evaluate_stage import evaluate
 from dfcil_core.run.split_stage import split
 from dfcil_core.run.synthesize_stage import synthesize
@@ -20,4 +21,7 @@ def run(cfg: Config, out: Path) -> dict[str, Any]:
             if registry.replays_inverted(method, task):
                 synthesize(cfg, method, task, out)
             train(cfg, method, task, out)
+            if registry.keeps_coreset(method, task, cfg.data.n_tasks) and \
+                    not registry.coreset_selected_in_training(method, task):
+                select_coreset(cfg, method, task, out)
     return evaluate(cfg, out)

@@ -15,6 +15,7 @@ from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.registry import Method, method
 from dfcil_core.method import losses
 from dfcil_core.method.models import IncrementalClassifier
+from dfcil_core.method.task_inputs import Phase, TaskInputs, training_set
 
 
 @dataclass
@@ -66,9 +67,32 @@ class Learner:
         """Trainable parameters of the learner itself (trained with the model, dropped after the task)."""
         return []
 
+    def phases(self, inputs: TaskInputs, epochs: int) -> list[Phase]:
+        """The task's phases: one over the task's training set (the new data, and the coreset as the
+        method's registry entry mixes it in)."""
+        return [Phase("main", training_set(self.spec, inputs), epochs)]
+
+    def begin_phase(self, model: IncrementalClassifier, index: int, inputs: TaskInputs) -> None:
+        """Called when phase `index` starts (not again when an in-task checkpoint resumes inside it):
+        what only the phase before can give (E2E's coreset, BiC's new bias layer)."""
+
     def begin_epoch(self, model: IncrementalClassifier, optimizer: torch.optim.Optimizer, epoch: int,
                     epochs: int) -> None:
-        """Called at the start of every epoch, after the schedule's lr is set (phases, freezing)."""
+        """Called at the start of every epoch of a phase, after the schedule's lr is set (freezing)."""
+
+    def after_step(self, model: IncrementalClassifier, batch: StepBatch, gen: torch.Generator) -> None:
+        """Called after each optimizer step (DGR steps its VAE on the same batch here)."""
+
+    def end_epoch(self) -> None:
+        """Called after each epoch's schedule step (DGR steps its VAE's schedule here)."""
+
+    def carry(self) -> dict:
+        """What the next task's learner needs of this one, beyond the weights (BiC's bias layers):
+        kept in θ(t)'s checkpoint."""
+        return {}
+
+    def take_carry(self, carried: dict) -> None:
+        """Take what θ(t-1)'s checkpoint carried (see `carry`) before the task's training."""
 
     def state_dict(self) -> dict:
         """The learner's own state, saved in in-task checkpoints."""

@@ -15,13 +15,16 @@ class LwF(Learner):
 
     name = "lwf"
 
+    def kd_weight(self) -> float:
+        return self.cfg.train.lwf_mu
+
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
         if b.teacher is None:
             return super().loss(model, b)
         logits = model(b.x_real)
         t_logits, _ = teacher_forward(b.teacher, b.x_real, b.past)
         return (self.record("ce", losses.weighted_ce(logits, b.y_real))
-                + self.record("kd", self.cfg.train.lwf_mu * losses.softmax_kd(
+                + self.record("kd", self.kd_weight() * losses.softmax_kd(
                     logits, t_logits, self.cfg.train.kd_temperature, pad_to_student=False)))
 
 
