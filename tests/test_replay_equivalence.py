@@ -127,7 +127,7 @@ def test_coreset_selection_and_training_mix_equal_reference(ref, seed, selection
             update(SIZE, seen, _StubTeacher(feats))
             kept = coreset.select_ranked(
                 cands, kept if t else coreset.Coreset.empty(), SIZE, selection,
-                lambda refs: feats[[ours.id_of_ref[tuple(r)] for r in refs.tolist()]].astype(np.float64))
+                lambda refs, f=feats: f[[ours.id_of_ref[tuple(r)] for r in refs.tolist()]].astype(np.float64))
         assert ours.ids(kept) == [_id(x) for x in ds.coreset[0]], (t, selection)
         positions = {c: p for p, c in enumerate(c for tk in TASKS for c in tk)}
         assert kept.labels.tolist() == [positions[int(c)] for c in ds.coreset[1]]
@@ -159,7 +159,7 @@ def test_bic_holdout_rows_equal_reference(ref, seed):
         ds.update_coreset_ic(60, np.arange(2 * (t + 1)), _StubTeacher(feats))  # 60: a hold-out of 6
         new = coreset.task_entries(ours.labels[t + 1], t + 1)
         kept = coreset.select_ranked(coreset.candidates(new, kept), kept, 60, "herding",
-                                     lambda refs: feats[[ours.id_of_ref[tuple(r)] for r in refs.tolist()]]
+                                     lambda refs, f=feats: f[[ours.id_of_ref[tuple(r)] for r in refs.tolist()]]
                                      .astype(np.float64))
         assert ours.ids(kept) == [_id(x) for x in ds.coreset[0]]
 
