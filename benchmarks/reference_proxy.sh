@@ -3,7 +3,9 @@
 # table: CIFAR-100, 2 tasks x 10 classes, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator steps,
 # batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
 # FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv);
-# REFERENCE_METHODS="abd lwf" runs a subset.
+# REFERENCE_METHODS="abd lwf" runs a subset; the replay comparisons (rehearsal lwf_coreset e2e bic dgr)
+# keep a coreset of 400 images (20 per class, the paper's 2,000 of 100 classes) and run through
+# benchmarks/reference_run.py, which builds BiC's bias layer on the CPU.
 # Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT: outputs/reference unless
 # set); `python benchmarks/fidelity_table.py --reference $REFERENCE_OUT` merges them into
 # benchmarks/reference-proxy.csv. Slow here (~1 h per
@@ -29,6 +31,11 @@ declare -A args=(
   [lwf]="--learner_type kd --learner_name LWF --mu 1"
   [lwf_mc]="--learner_type kd --learner_name LWF_MC --mu 1"
   [base]="--learner_type default --learner_name NormalNN"
+  [rehearsal]="--learner_type default --learner_name NormalNN --memory 400"
+  [lwf_coreset]="--learner_type kd --learner_name LWF --mu 1 --memory 400"
+  [e2e]="--learner_type kd --learner_name ETE --mu 1 --memory 400 --DW"
+  [bic]="--learner_type kd --learner_name BIC --mu 1 --memory 400 --DW"
+  [dgr]="--learner_type dgr --learner_name Generative_Replay --mu 1 --weight_decay 0 --gen_model_name CIFAR_GEN --gen_model_type autoencoder"
 )
 for r in $(seq 1 "$REPEAT"); do
   for m in ${REFERENCE_METHODS:-abd deepinversion lwf lwf_mc base}; do
@@ -53,7 +60,7 @@ PY
     fi
     echo "== $(date -u +%FT%TZ) reference $m class-order seeds 0..$((r - 1))"
     # shellcheck disable=SC2086
-    REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" "$REF/cpu.py" run_dfcil.py "${common[@]}" "${extra[@]}" \
+    DFCIL_REFERENCE=$REF REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" benchmarks/reference_run.py run_dfcil.py "${common[@]}" "${extra[@]}" \
       ${args[$m]} --repeat "$r" --log_dir "$out" > "$out.log" 2>&1 || { echo "failed: see $out.log"; exit 1; }
   done
 done

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import resnet32_state, vae_state
+from dfcil_core.lab.reference_weights import CpuBiasLayer, resnet32_state, vae_state
 from dfcil_core.method import coreset
 from dfcil_core.method.learners import StepBatch, make_learner
 from dfcil_core.method.learners.generative_replay import vae_loss
@@ -310,21 +310,9 @@ def test_e2e_phase_b_paper_teacher_reads_the_phase_a_model(ref, setup):
     assert ours[0] != pytest.approx(reference_mode[0], rel=1e-6)
 
 
-class _CpuBiasLayer(torch.nn.Module):
-    """The reference's BiasLayer builds its parameters on "cuda"; the same layer on the CPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.alpha = torch.nn.Parameter(torch.ones(1))
-        self.beta = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        return self.alpha * x + self.beta
-
-
 def _bic_layers():
     """The bias layer of the earlier second task (classes [2, 5)), trained away from the identity."""
-    layer = _CpuBiasLayer()
+    layer = CpuBiasLayer()
     with torch.no_grad():
         layer.alpha.fill_(0.8)
         layer.beta.fill_(-0.3)
@@ -346,7 +334,7 @@ def test_bic_stage1_step_through_the_earlier_bias_layers(ref, setup):
 def test_bic_stage2_step_fits_the_new_bias_layer(ref, setup, monkeypatch):
     """Stage 2: a new layer on the new classes' logits, CE over the seen classes through every layer;
     its alpha's and beta's gradients equal the reference's."""
-    monkeypatch.setattr(ref.kd, "BiasLayer", _CpuBiasLayer)
+    monkeypatch.setattr(ref.kd, "BiasLayer", CpuBiasLayer)
     L = _ref_learner(ref, ref.kd.BIC, setup, memory=2000)
     L.bic_layers = _bic_layers() + [[np.arange(PAST, SEEN), ref.kd.BiasLayer()]]
     with torch.no_grad():

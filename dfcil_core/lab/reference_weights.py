@@ -57,3 +57,16 @@ def vae_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         module, param = k.rsplit(".", 1)
         out[f"{_VAE_MODULES[module]}.{param}"] = v.clone()
     return out
+
+
+class CpuBiasLayer(torch.nn.Module):
+    """The authors' BiC bias layer (alpha * z + beta on one task's logits), built on the CPU: theirs
+    creates its parameters on "cuda", so their BiC runs here only with this one in its place."""
+
+    def __init__(self):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.ones(1))
+        self.beta = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * x + self.beta

@@ -1,0 +1,70 @@
+"""The replay comparisons through the two drivers: `dvc repro` keeps the coreset and VAE artefacts
+(coreset stages, E2E's and DGR's extra training outputs) and a re-run does nothing; kfp.local passes
+them through its workspaces to the same accuracy matrices."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dfcil_core.drivers.dvc_render import render
+from dfcil_core.foundations import config
+from dfcil_core.foundations.config import explicit_params
+from tests.test_dvc import REPO, sh
+
+REPLAY_METHODS = ["rehearsal", "lwf_coreset", "e2e", "bic", "dgr"]
+
+
+@pytest.fixture(scope="module")
+def replay_repo(tmp_path_factory, data_root):
+    """The replay comparisons' stage graph at tiny sizes: coreset stages, E2E's and DGR's extra outputs."""
+    repo = tmp_path_factory.mktemp("replayrepo")
+    shutil.copytree(REPO / "dfcil_core", repo / "dfcil_core", ignore=shutil.ignore_patterns("__pycache__"))
+    cfg = config.load(preset="tiny", overrides=[f"methods=[{','.join(REPLAY_METHODS)}]", "data.train_per_class=24",
+                                                "data.test_per_class=10", "coreset.size=20"])
+    (repo / "params.yaml").write_text(yaml.safe_dump(explicit_params(cfg), sort_keys=False))
+    (repo / "dvc.yaml").write_text(render(cfg))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@dfcil"], ["git", "config", "user.name", "ci"],
+                ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        sh(cmd, repo)
+    return repo, sh(["dvc", "repro"], repo)
+
+
+@pytest.mark.slow
+def test_dvc_repro_keeps_the_coresets_and_vaes_and_a_rerun_does_nothing(replay_repo):
+    repo, first = replay_repo
+    ran = set(re.findall(r"Running stage '([^']+)'", first.stdout))
+    assert {"coreset_random_t1", "coreset_e2e_t1", "coreset_bic_t1", "train_dgr_t1", "train_e2e_t2"} <= ran
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert {o["path"] for o in lock["train_dgr_t2"]["outs"]} == {"outputs/vaes/dgr/task_2.pt",
+                                                                   "outputs/models/dgr/task_2.pt"}
+    assert "outputs/coresets/random/task_1.json" in [d["path"] for d in lock["train_lwf_coreset_t2"]["deps"]]
+    assert "Running stage" not in sh(["dvc", "repro"], repo).stdout
+    doc = json.loads((repo / "outputs" / "metrics.json").read_text())
+    assert set(doc["methods"]) == set(REPLAY_METHODS)
+
+
+@pytest.mark.slow
+def test_kfp_local_run_of_the_replay_methods_equals_dvc_repro(replay_repo, tmp_path, monkeypatch):
+    """The coreset component and the workspace's coresets/ and vaes/ through kfp.local: the same
+    accuracy matrices as `dvc repro`."""
+    from kfp import local
+
+    from pipelines.dfcil_pipeline import build_pipeline
+
+    repo, _ = replay_repo
+    cfg = config.load(repo / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp_root"))
+    build_pipeline(cfg, gpu=False, s3_secret=None)()
+    found = [p.parent for p in (tmp_path / "kfp_root").rglob("metrics.json") if (p.parent / "results").is_dir()]
+    assert len(found) == 1, found
+    for m in REPLAY_METHODS:
+        rel = Path("eval") / m / "accuracy_matrix.json"
+        assert (found[0] / rel).read_text() == (repo / "outputs" / rel).read_text(), m
+    assert list((tmp_path / "kfp_root").rglob("coresets/e2e/task_1.json"))
