@@ -1,7 +1,8 @@
-"""The Dockerfile: hadolint-clean, and structured as its header says."""
+"""The Dockerfile and scripts/build_image.sh: hadolint-clean, and structured as their headers say."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -97,3 +98,17 @@ def test_package_mirrors_stay_in_the_build_stage():
     ignore = (REPO / ".dockerignore").read_text().split()
     for path in (".git", ".venv", "outputs", "data", "tests"):
         assert path in ignore
+
+
+def test_build_script_refuses_without_root_in_one_line():
+    script = REPO / "scripts" / "build_image.sh"
+    text = script.read_text()
+    assert "set -euo pipefail" in text and "debootstrap --variant=minbase bookworm" in text
+    assert '--build-arg "BASE_IMAGE=$BASE"' in text and "IMAGE=${IMAGE:-dfcil:$version}" in text
+    # as an unprivileged user (setpriv drops root where the tests run as root)
+    cmd = ["bash", str(script)]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("build_image: needs root"), r.stderr
