@@ -1,4 +1,5 @@
-"""The Dockerfile and scripts/build_image.sh: hadolint-clean, and structured as their headers say."""
+"""The Dockerfile and scripts/build_image.sh: hadolint-clean, and structured as docs/image.md says
+(tests/test_image.py builds and runs the image)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,15 @@ def test_python_packages_are_the_ci_pins():
     rng = re.search(r'"torch>=([\d.]+),<([\d.]+)"', (REPO / "pyproject.toml").read_text())
     major, minor, _ = PINS["torch"].split(".")
     assert rng and rng.groups() == (f"{major}.{minor}", f"{major}.{int(minor) + 1}")
+
+
+def test_one_torch_version_in_the_docs():
+    pin = PINS["torch"]
+    texts = {p: (REPO / p).read_text() for p in ("README.md", "docs/image.md", "Dockerfile")}
+    for path, text in texts.items():
+        found = set(re.findall(r"torch[ =]+(\d+\.\d+\.\d+)", text))
+        assert found <= {pin}, f"{path} names torch {found - {pin}} (requirements.txt: {pin})"
+    assert pin in texts["README.md"] and pin in texts["docs/image.md"]
 
 
 def test_final_stage_non_root_no_build_tools():
