@@ -12,7 +12,7 @@ import pytest
 from dfcil_core.__main__ import main
 from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.lab import paper_tables as tables
-from dfcil_core.lab.paper_values import TABLE1, TABLE3
+from dfcil_core.lab.paper_values import IMAGENET50, TABLE1, TABLE2, TABLE3, TINY_IMAGENET_C, TINY_IMAGENET_D
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "always-be-dreaming-dfcil.txt"
 
@@ -60,6 +60,72 @@ def test_lwf_mc_values_match_the_papers_table_a(paper_text):
             if method:
                 cell = TABLE1[method][20]
                 assert v == f"{getattr(cell, metric):.1f} ± {getattr(cell, metric + '_std'):.1f}", (method, metric)
+
+
+def test_dgr_row_of_table1_matches_the_paper(paper_text):
+    t1 = _segment(paper_text, "Table 1: Results", "Table 2: Results")
+    cells = TABLE1["dgr"]
+    values = r"\s+".join(_pm(c.a_n, c.a_n_std) + r"\s+" + _pm(c.omega, c.omega_std) for c in cells.values())
+    assert re.search(r"DGR \[51\] Generator\s+" + values, t1)
+
+
+def test_table2_and_b_values_match_the_paper(paper_text):
+    t2 = _segment(paper_text, "Table 2: Results", "order before sampling tasks")
+    tb = _segment(paper_text, "Table B: Results", "Table C: Results")
+    labels = {"upper_bound": "Upper Bound None", "rehearsal": "Naive Rehearsal Coreset",
+              "lwf_coreset": r"LwF \[36\] Coreset", "bic": r"BiC \[61\] Coreset", "abd": "Ours Synthetic"}
+    for method, label in labels.items():
+        cells = TABLE2[method]
+        values = r"\s+".join(_pm(c.a_n, c.a_n_std) + r"\s+" + _pm(c.omega, c.omega_std) for c in cells.values())
+        assert re.search(label + r"\s+" + values, t2), method
+        assert re.search(label + r"\s+" + values, tb), method  # Table B repeats Table 2's rows
+    e2e = TABLE2["e2e"]  # Table B's extra row; its label follows its values in the text
+    values = r"\s+".join(_pm(c.a_n, c.a_n_std) + r"\s+" + _pm(c.omega, c.omega_std) for c in e2e.values())
+    assert re.search(r"Coreset\s+" + values + r"\s+E2E \[7\]", tb)
+    assert e2e[10].source.startswith("Table B") and TABLE2["bic"][5].source.startswith("Table 2")
+
+
+def test_tiny_imagenet_and_imagenet_values_match_the_paper(paper_text):
+    tc = _segment(paper_text, "Table C: Results", "Table E: Results")
+    td = _segment(paper_text, "Table D: Results", "Table F:")
+    for method, label in {"upper_bound": "Upper Bound None", "base": "Base None", "lwf": r"LwF \[36\] None",
+                          "abd": "Ours Synthetic"}.items():
+        c = TINY_IMAGENET_C[method][20]
+        assert re.search(label + rf"\s+{c.a_n:.1f}\s+{c.omega:.1f}", tc), method
+    # the text runs these rows' labels apart from their values: the pairs, in the table's row order
+    pairs = [f"{TINY_IMAGENET_C[m][20].a_n:.1f} {TINY_IMAGENET_C[m][20].omega:.1f}" for m in ("lwf_mc", "lwf_syn",
+                                                                                         "deepinversion")]
+    assert re.search(r"None " + pairs[0] + r" LwF\.MC \[46\] LwF \[36\] Synthetic " + pairs[1] + " Synthetic "
+                     + pairs[2] + r" DeepInversion \[62\]", tc)
+    for method, label in {"upper_bound": "Upper Bound None", "rehearsal": "Naive Rehearsal Coreset",
+                          "lwf_coreset": r"LwF \[36\] Coreset", "e2e": r"E2E \[7\] Coreset",
+                          "bic": r"BiC \[61\] Coreset", "abd": "Ours Synthetic"}.items():
+        c = TINY_IMAGENET_D[method][20]
+        assert re.search(label + rf"\s+{c.a_n:.1f}\s+{c.omega:.1f}", td), method
+    t4 = _segment(paper_text, "Table 4: Results", "ageNet Benchmark")
+    te = _segment(paper_text, "Table E: Results", "Table D: Results")
+    for method, pattern in {"upper_bound": "Upper Bound None 89.8", "lwf": r"LwF \[36\] None 19.4",
+                            "rehearsal": "Naive Rehearsal Coreset 78.9", "lwf_coreset": r"Coreset 84.8 LwF \[36\]",
+                            "abd": "Ours Synthetic 71.5"}.items():
+        assert re.search(pattern, t4), method
+        assert f"{IMAGENET50[method][5].a_n:.1f}" in pattern
+    assert re.search(r"None 72.7 LwF.MC \[46\]", te) and IMAGENET50["lwf_mc"][5].a_n == 72.7
+
+
+def test_table2_rows_appear_when_a_coreset_method_ran():
+    runs = _runs([("paper-cifar100-10-coreset", 10, "bic", "none", 0, 46.0, 82.0),
+                  ("paper-cifar100-10-coreset", 10, "abd", "none", 0, 34.0, 70.0)])
+    long = tables.build(runs)
+    t2 = long[long.table == "table2"]
+    assert list(dict.fromkeys(t2.method)) == ["upper_bound", "abd", "rehearsal", "lwf_coreset", "e2e", "bic"]
+    bic = t2[(t2.method == "bic") & (t2.n_tasks == 10) & (t2.metric == "a_n")].iloc[0]
+    assert (bic.ours_mean, bic.paper_mean) == (46.0, 45.9) and bic.source == "Table 2, BiC (replay: coreset)"
+    assert "bic" not in set(long[long.table == "table1"].method)  # Table 1 holds the data-free rows
+    md = tables.markdown(long)
+    assert "### Table 2 shape (replay data: a coreset; ABD without one): profile paper-cifar100-10-coreset" in md
+    assert "| BiC | " in md and "| E2E | not run / 47.4 ± 0.8" in md
+    no_coreset = tables.build(_runs([("paper-cifar100-10", 10, "abd", "none", 0, 34.0, 70.0)]))
+    assert "table2" not in set(no_coreset.table)
 
 
 def test_table3_values_match_the_paper(paper_text):

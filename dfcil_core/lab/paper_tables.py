@@ -1,4 +1,4 @@
-"""`dfcil tables`: finished runs -> Table 1 / Table 3 shaped results beside the paper's values.
+"""`dfcil tables`: finished runs -> Table 1 / 2 / 3 shaped results beside the paper's values.
 
 Input rows are the `results/runs.csv` rows that `evaluate` writes (one per method and run), read
 from output directories, results tables (CSV) or the S3 results sink. They are grouped by dataset,
@@ -17,14 +17,15 @@ import pandas as pd
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.foundations.registry import METHODS
-from dfcil_core.lab.paper_values import TABLE1, TABLE3, PaperCell
+from dfcil_core.foundations.registry import CORESET_METHOD_KEYS, METHODS
+from dfcil_core.lab.paper_values import PAPER_TABLES, TABLE3, PaperCell
 from dfcil_core.run.report import figure_html
 from dfcil_core.run.results_table import read_runs as read_runs_table
 
 METHOD_ORDER = list(METHODS)
 METHOD_NAMES = {k: m.name if m.tables else f"{m.name} (not in the ABD paper)" for k, m in METHODS.items()}
-PAPER_SPLITS = (5, 10, 20)
+TABLE_TITLES = {"table1": "Table 1 shape (data-free, and DGR)",
+                "table2": "Table 2 shape (replay data: a coreset; ABD without one)"}
 FLAG_POINTS, FLAG_K = 2.0, 2.0
 REQUIRED = ["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed", "a_n", "omega"]
 LONG_COLUMNS = ["table", "profile", "dataset", "n_tasks", "method", "ablation", "metric", "rows", "runs", "ours_mean",
@@ -82,31 +83,38 @@ def _long_row(table: str, profile: str, dataset: str, n: int, method: str, ablat
 
 
 def build(runs: pd.DataFrame) -> pd.DataFrame:
-    """Long-format Table 1 (every method, each task split) and Table 3 (ABD ablations, ten tasks)
-    rows, per profile name and dataset present in `runs`."""
+    """Long-format rows per profile name and dataset present in `runs`: Table 1 (the data-free
+    methods and DGR), Table 2 (the coreset methods beside the upper bound and ABD, when any of them
+    ran) over every task split run or published, and Table 3 (ABD ablations, ten tasks)."""
     rows = []
     for (profile, dataset), part in runs.groupby(["name", "dataset"], sort=True):
-        paper_ok = dataset == "cifar100"
-        splits = sorted(set(part["n_tasks"].astype(int)) | set(PAPER_SPLITS))
+        paper = PAPER_TABLES.get(dataset, {})
+        published = {n for cells in paper.get("table1", {}).values() for n in cells}
+        splits = sorted(set(part["n_tasks"].astype(int)) | published)
         full = part[part["ablation"] == "none"]
-        methods = [m for m in METHOD_ORDER if m in set(full["method"]) or (paper_ok and m in TABLE1)] + \
-            sorted(set(full["method"]) - set(METHOD_ORDER))
-        for method in methods:
-            for n in splits:
-                g = full[(full["method"] == method) & (full["n_tasks"] == n)]
-                paper = TABLE1.get(method, {}).get(n) if paper_ok else None
-                for metric in ("a_n", "omega"):
-                    rows.append(_long_row("table1", profile, dataset, n, method, "none", metric,
-                                          g if len(g) else None, paper))
+        ran = set(full["method"])
+        t1, t2 = paper.get("table1", {}), paper.get("table2", {})
+        tables = [("table1", [m for m in METHOD_ORDER if m not in CORESET_METHOD_KEYS and (m in ran or m in t1)]
+                   + sorted(ran - set(METHOD_ORDER)), t1)]
+        if ran & set(CORESET_METHOD_KEYS):
+            tables.append(("table2", [m for m in METHOD_ORDER if m in t2 or (m in ran and m in CORESET_METHOD_KEYS)], t2))
+        for table, methods, values in tables:
+            for method in methods:
+                for n in splits:
+                    g = full[(full["method"] == method) & (full["n_tasks"] == n)]
+                    cell = values.get(method, {}).get(n)
+                    for metric in ("a_n", "omega"):
+                        rows.append(_long_row(table, profile, dataset, n, method, "none", metric,
+                                              g if len(g) else None, cell))
         abd = part[part["method"] == "abd"]
-        for n in sorted(set(abd["n_tasks"].astype(int)) | ({10} if paper_ok else set())):
+        for n in sorted(set(abd["n_tasks"].astype(int)) | ({10} if dataset == "cifar100" else set())):
             ablations = list(TABLE3) + sorted(set(abd["ablation"]) - set(TABLE3))
             for ablation in ablations:
                 g = abd[(abd["n_tasks"] == n) & (abd["ablation"] == ablation)]
-                paper = TABLE3.get(ablation) if paper_ok and n == 10 else None
+                cell = TABLE3.get(ablation) if dataset == "cifar100" and n == 10 else None
                 for metric in ("a_n", "omega"):
                     rows.append(_long_row("table3", profile, dataset, n, "abd", ablation, metric,
-                                          g if len(g) else None, paper))
+                                          g if len(g) else None, cell))
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
@@ -130,20 +138,25 @@ def _text_cell(r: pd.Series) -> str:
 def markdown(long: pd.DataFrame) -> str:
     out = []
     for (profile, dataset), part in long.groupby(["profile", "dataset"], sort=True):
-        t1 = part[part.table == "table1"]
-        splits = sorted(set(t1.n_tasks))
         note = ("ours / paper (Δ); ⚠ beyond max(2 points, 2 std)" if paper_schedule(profile) else
                 "NOT the paper's schedule: paper values for orientation only, no flags")
-        out.append(f"### Table 1 shape: profile {profile}, {dataset} ({note})")
-        out.append("| method | " + " | ".join(f"{n} tasks A_N | {n} tasks Ω" for n in splits) + " |")
-        out.append("|---|" + "---|---|" * len(splits))
-        for method in dict.fromkeys(t1.method):
-            cells = []
-            for n in splits:
-                for metric in ("a_n", "omega"):
-                    r = t1[(t1.method == method) & (t1.n_tasks == n) & (t1.metric == metric)].iloc[0]
-                    cells.append(_text_cell(r))
-            out.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+        for table, title in TABLE_TITLES.items():
+            t = part[part.table == table]
+            if t.empty:
+                continue
+            splits = sorted(set(t.n_tasks))
+            if table != "table1":
+                out.append("")
+            out.append(f"### {title}: profile {profile}, {dataset} ({note})")
+            out.append("| method | " + " | ".join(f"{n} tasks A_N | {n} tasks Ω" for n in splits) + " |")
+            out.append("|---|" + "---|---|" * len(splits))
+            for method in dict.fromkeys(t.method):
+                cells = []
+                for n in splits:
+                    for metric in ("a_n", "omega"):
+                        r = t[(t.method == method) & (t.n_tasks == n) & (t.metric == metric)].iloc[0]
+                        cells.append(_text_cell(r))
+                out.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
         t3 = part[part.table == "table3"]
         for n in sorted(set(t3.n_tasks)):
             out.append("")
