@@ -11,11 +11,17 @@ from dfcil_core.lab.costs import StepSeconds, run_steps, table_cost
 def test_run_steps_of_the_tiny_profile_by_hand():
     cfg = config.load(preset="tiny")  # 2 tasks x 2 classes, 32 images/class, batch 32, 2 epochs, 4 gen steps
     s = run_steps(cfg)
-    # CE: θ(1) shared (4) + upper bound t2 on 4 classes (8) + base t2, lwf t2 (4 each) + lwf_mc t1, t2 (4 each)
-    # + ABD's own θ(1) (4) = 32; replay: lwf_syn, deepinversion, abd, rdfcil at t2 (4 each);
-    # generators: ce t2 (shared by lwf_syn, deepinversion, rdfcil) and abd t2
-    assert (s.ce, s.replay, s.generator) == (32, 16, 8)
+    # CE: θ(1) shared (4) + upper bound t2 on 4 classes (8) + base t2 (4) + lwf_mc's and ABD's own θ(1)
+    # (4 each) + Naive Rehearsal t2 on 64 new images and 64 draws (8) + BiC's stage 2 on 12 held-out
+    # images, fewer than a batch (0) = 32.
+    # KD (the teacher's forward too): lwf, lwf_mc t2 (4 each) + LwF + coreset t2 (8) + E2E t2: phase A on
+    # 64 new + 64 coreset (8) and phase B on the coreset (4) + BiC stage 1 on 128 - 12 images (6) = 34.
+    # replay: lwf_syn, deepinversion, abd, rdfcil at t2 (4 each); generators: ce t2 (shared by lwf_syn,
+    # deepinversion, rdfcil) and abd t2; DGR: its θ(1) and t2 (4 each).
+    assert s == type(s)(ce=32, replay=16, generator=8, kd=34, dgr=8)
     assert run_steps(cfg, methods=["abd"]) == type(s)(4, 4, 4)
+    with pytest.raises(ValueError, match="no seconds per DGR step"):
+        s.seconds(StepSeconds(ce=1.0, replay=1.0, generator=1.0, device="no dgr"))
 
 
 def test_table_cost_gpu_hours_and_wall_bounds():

@@ -60,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile-mode", default="default", help="default | reduce-overhead (CUDA graphs) | ...")
     p.add_argument("--amp", action="store_true", help="ours with bf16 autocast (CUDA)")
     p.add_argument("--profile", default=None, help="also time a whole `dfcil run` of this preset")
+    p.add_argument("--replay", action="store_true",
+                   help="also the replay comparisons' steps beside Base's on the same batch (ratios)")
     p.add_argument("--out", default="outputs/bench/throughput.json")
     p = sub.add_parser("tables", help="Table 1 / Table 3 of the paper from finished runs, beside the paper's values")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -125,6 +127,14 @@ def _throughput(args: argparse.Namespace) -> int:
         print(f"{k:<16}{e:>14.3f}{v['seconds_per_step']:>13.3f}{v['images_per_s']:>12.0f}{result['speedup'][k]:>8.2f}x")
     if "profile" in result:
         print(f"profile {args.profile}: {result['profile']['wall_seconds']:.1f} s wall")
+    if args.replay:
+        from dfcil_core.lab.throughput import replay_steps
+
+        cfg = config_mod.from_dict({"train": {"batch_size": bs}, "runtime": {**rt, "progress": False}})
+        result["replay_steps"] = replay_steps(cfg, steps, warmup)
+        base = result["replay_steps"]["base_step"]["seconds_per_step"]
+        print(f"replay comparisons, batch {bs} (ours): Base {base:.3f} s/step; " + ", ".join(
+            f"{m} {r:.2f}x" for m, r in result["replay_steps"]["ratio_to_base"].items()))
     atomic_io.write_json(args.out, result)
     print(f"written: {args.out}")
     return 0

@@ -107,6 +107,56 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     return out
 
 
+REPLAY_METHODS = ("rehearsal", "lwf_coreset", "e2e", "bic", "dgr")
+
+
+def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
+                 new: int = 10) -> dict[str, Any]:
+    """Seconds per step of the replay comparisons beside Base's CE step, on the same batch of
+    `train.batch_size` real images (coreset images are real images: the coreset methods' steps see
+    no more of them than Base's), and each one's ratio to Base: Naive Rehearsal's is Base's step;
+    LwF + coreset, E2E (phase A) and BiC (stage 1) add the frozen teacher's forward; DGR's joins as
+    many VAE-decoded images and steps the VAE on both."""
+    from dfcil_core.method.models import VariationalAutoencoder
+
+    device = configure(cfg.runtime)
+    rt, bs = cfg.runtime, cfg.train.batch_size
+    torch.manual_seed(0)
+    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, rt).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, past + new, (bs,), device=device)
+    out: dict[str, Any] = {}
+    for method in ("base", *REPLAY_METHODS):
+        student = copy.deepcopy(teacher)
+        student.grow(new)
+        for p in student.parameters():
+            p.requires_grad_(True)
+        student = compile_features(student.train(), rt, device)
+        learner = make_learner(method, cfg)
+        learner.blocks = [(0, past)]
+        augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter,
+                                unit_range=learner.spec.inputs == "unit")
+        replayer = None
+        if method == "dgr":
+            learner.attach_vae(VariationalAutoencoder(cfg.dgr.z_dim, cfg.data.image_size).to(device))
+            learner.start_vae(1)
+            replayer = copy.deepcopy(learner.vae).eval()
+        opt, _ = make_optimizer(student, cfg, 1, device)
+
+        def step(learner=learner, student=student, opt=opt, replayer=replayer, augment=augment) -> None:
+            b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, replayer, bs)
+            train_step(student, learner, b, opt, device, rt.amp)
+            learner.after_step(student, b, gen)
+
+        out[f"{method}_step"] = _rate(_time(step, steps, warmup, device), bs)
+    base = out["base_step"]["seconds_per_step"]
+    out["ratio_to_base"] = {m: out[f"{m}_step"]["seconds_per_step"] / base for m in REPLAY_METHODS}
+    return out
+
+
 def run_benchmark(steps: int = 10, warmup: int = 3, batch_size: int = 128, device: str = "auto",
                   compile_model: bool = False, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours."""

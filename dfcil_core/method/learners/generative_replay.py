@@ -48,14 +48,19 @@ class GenerativeReplay(Learner):
         """The live VAE of this task (new at task 1, the previous task's after it)."""
         self.vae = vae
 
-    def phases(self, inputs: TaskInputs, epochs: int) -> list[Phase]:
+    def start_vae(self, epochs: int) -> None:
+        """A fresh optimizer and schedule for the live VAE (the authors reset both every task)."""
         if self.vae is None:
             raise ValueError("DGR trains with a VAE: attach one first")
         t = self.cfg.train
+        device = next(self.vae.parameters()).device
         self.vae_opt = torch.optim.SGD(self.vae.parameters(), lr=t.lr, momentum=t.momentum,
-                                       weight_decay=self.d.weight_decay, **fused_if_supported(next(self.vae.parameters()).device))
+                                       weight_decay=self.d.weight_decay, **fused_if_supported(device))
         self.vae_sched = torch.optim.lr_scheduler.MultiStepLR(
             self.vae_opt, milestones=[m for m in t.milestones if m < epochs], gamma=t.gamma)
+
+    def phases(self, inputs: TaskInputs, epochs: int) -> list[Phase]:
+        self.start_vae(epochs)
         return [Phase("main", inputs.new, epochs, weight_decay=self.d.weight_decay)]
 
     def loss(self, model: IncrementalClassifier, b: StepBatch) -> torch.Tensor:
