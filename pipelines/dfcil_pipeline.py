@@ -7,6 +7,7 @@ the generator inverted from it; GPU, CPU/memory limits, retries and caching are 
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,7 +24,15 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AW
           "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
 
 
-def _gpu_task(task, cfg_gpu: bool, cpu: str = "8", memory: str = "32G"):
+def memory_limit(cfg: config_mod.Config, floor_gb: int) -> str:
+    """A stage's memory: `floor_gb`, or, where the split's image arrays are large (ImageNet-50: 13 GB
+    of 256 px images), twice them (loaded, and the task's or the evaluation's copy) and 8 GB for the
+    rest, in steps of 8 GB."""
+    need = 2 * cfg.split_gigabytes + 8
+    return f"{max(floor_gb, 8 * math.ceil(need / 8))}G"
+
+
+def _gpu_task(task, cfg_gpu: bool, memory: str, cpu: str = "8"):
     if cfg_gpu:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     task.set_cpu_limit(cpu).set_memory_limit(memory)
@@ -38,8 +47,9 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
     every method (shared θ(1) and generators) -> merge -> evaluate. `config_yaml` is a pipeline
     parameter or another task's output; returns the evaluate task."""
     tag = f"{label} " if label else ""
+    small, large = memory_limit(cfg, 16), memory_limit(cfg, 32)
     split = comps.split(config_yaml=config_yaml)
-    split.set_display_name(f"{tag}split").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
+    split.set_display_name(f"{tag}split").set_caching_options(True).set_cpu_limit("4").set_memory_limit(small)
     split.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
     data = split.outputs["split_data"]
     # workspace per lineage file: shared θ(1) ('ce') and the generator inverted from it
@@ -53,12 +63,12 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
                 if key not in made:
                     task = comps.synthesize(config_yaml=config_yaml, method=method, task=t, split_data=data,
                                             workspace_in=ws)
-                    made[key] = _gpu_task(task.set_display_name(f"{tag}synthesize {lineage(method, t - 1)} t{t}"), gpu)
+                    made[key] = _gpu_task(task.set_display_name(f"{tag}synthesize {lineage(method, t - 1)} t{t}"), gpu, large)
                 ws = made[key].outputs["workspace"]
             key = f"model:{lineage(method, t)}:{t}"
             if key not in made:
                 task = comps.train(config_yaml=config_yaml, method=method, task=t, split_data=data, workspace_in=ws)
-                made[key] = _gpu_task(task.set_display_name(f"{tag}train {lineage(method, t)} t{t}"), gpu)
+                made[key] = _gpu_task(task.set_display_name(f"{tag}train {lineage(method, t)} t{t}"), gpu, large)
             ws = made[key].outputs["workspace"]
             if registry.keeps_coreset(method, t, cfg.data.n_tasks) and not registry.coreset_selected_in_training(method, t):
                 key = f"coreset:{registry.coreset_lineage(method)}:{t}"
@@ -66,7 +76,7 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
                     task = comps.coreset(config_yaml=config_yaml, method=method, task=t, split_data=data,
                                          workspace_in=ws)
                     task.set_display_name(f"{tag}coreset {registry.coreset_lineage(method)} t{t}")
-                    made[key] = _gpu_task(task, gpu)
+                    made[key] = _gpu_task(task, gpu, large)
                 ws = made[key].outputs["workspace"]
         heads[method] = ws
     merged = None
@@ -78,7 +88,7 @@ def add_run(comps, cfg: config_mod.Config, config_yaml, gpu: bool = True, s3_sec
         m.set_display_name(f"{tag}merge {method}").set_caching_options(True)
         merged = m.outputs["workspace"]
     ev = comps.evaluate(config_yaml=config_yaml, split_data=data, workspace_in=merged)
-    ev.set_display_name(f"{tag}evaluate").set_caching_options(True).set_cpu_limit("4").set_memory_limit("16G")
+    ev.set_display_name(f"{tag}evaluate").set_caching_options(True).set_cpu_limit("4").set_memory_limit(small)
     ev.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
     if s3_secret:
         kubernetes.use_secret_as_env(ev, secret_name=s3_secret, secret_key_to_env=S3_ENV)

@@ -33,3 +33,27 @@ def test_table_cost_gpu_hours_and_wall_bounds():
     assert c["gpu_hours"] == pytest.approx(2 * per_run)
     assert c["wall_hours"][1] == pytest.approx(2 * per_run)
     assert c["wall_hours"][100] == pytest.approx(4 * 1.0 + 4 * 0.5 + 4 * 2.0)  # the ABD chain bounds it
+
+
+def test_run_steps_count_each_datasets_images_per_class():
+    # Tiny-ImageNet: 10 classes x 500 images per task, batch 128 -> 39 steps x 250 epochs, 20 tasks
+    tiny = run_steps(config.load(preset="paper-tinyimagenet-20", overrides=["methods=[base]"]))
+    assert tiny == type(tiny)(ce=20 * 39 * 250, replay=0, generator=0)
+    # ImageNet-50: 10 classes x 1,300 images per task, batch 256 -> 50 steps x 100 epochs, 5 tasks;
+    # the upper bound on every class so far: 13,000 t images -> 50, 101, 152, 203, 253 steps per epoch
+    imnet = config.load(preset="paper-imagenet50-5", overrides=["methods=[base,upper_bound]"])
+    assert run_steps(imnet, methods=["base"]).ce == 5 * 50 * 100
+    assert run_steps(imnet).ce == 5 * 50 * 100 - 50 * 100 + (50 + 101 + 152 + 203 + 253) * 100  # θ(1) shared
+
+
+def test_projected_step_seconds_scale_cifars_gpu_figures_by_the_cpu_ratio():
+    from benchmarks.cost_sheet import projected
+
+    gpu = StepSeconds(ce=0.01, replay=0.02, generator=0.04, kd=0.012, device="GPU X; note")
+    cpu = {"device": "CPU Y", "date": "2026-12-06", "datasets": {
+        "cifar100": {"ce": 1.0, "replay": 2.0, "generator": 4.0, "kd": 1.2, "dgr": 6.0},
+        "tinyimagenet": {"ce": 4.0, "replay": 6.0, "generator": 20.0, "kd": 6.0}}}
+    p = projected(gpu, cpu, "tinyimagenet")
+    assert (p.ce, p.replay, p.generator, p.kd, p.dgr) == pytest.approx((0.04, 0.06, 0.2, 0.06, None))
+    assert p.device.startswith("PROJECTED: GPU X x CPU ratios (CPU Y, 2026-12-06)")
+    assert projected(gpu, cpu, "cifar100") is gpu

@@ -33,7 +33,7 @@ def test_device_check_runs_on_the_cpu_and_says_what_it_measured_and_projected(tm
     assert lines[1].startswith(f"measured {tmp_path / 'out' / 'throughput.json'}: cpu ")
     assert lines[2].startswith(f"measured {tmp_path / 'out' / 'profile.json'}: whole short ABD run ")
     assert lines[3] == f"projected from {tmp_path / 'out' / 'throughput.json'} (not run end to end):"
-    assert any(line.startswith("| Table 1 (5/10/20 tasks, 7 methods) | 9 | ") for line in lines)
+    assert any(line.startswith("| Table 1 (CIFAR-100, 5/10/20 tasks, 8 methods with DGR) | 9 | ") for line in lines)
     assert (tmp_path / "c100.npz").is_file()  # the subset, made from the data root where there is one
 
 

@@ -78,6 +78,19 @@ def test_no_gpu_compile(tmp_path):
     assert not any("accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())
 
 
+
+@pytest.mark.parametrize("preset, split_gb, train_gb", [("paper-cifar100-10", 16, 32),
+                                                        ("paper-tinyimagenet-20", 16, 32),
+                                                        ("paper-imagenet50-5", 40, 40)])
+def test_stage_memory_follows_the_datasets_size(tmp_path, preset, split_gb, train_gb):
+    # ImageNet-50's split holds 50 x 1,350 images of 256 x 256 x 3 = 13.3 GB: 2 x 13.3 + 8 -> 40 GB
+    cfg = config.load(preset=preset, overrides=["methods=[base]", "data.n_tasks=2"])
+    spec, _ = _spec(tmp_path, cfg)
+    memory = {name[5:]: e["container"]["resources"].get("resourceMemoryLimit")
+              for name, e in spec["deploymentSpec"]["executors"].items()}
+    assert memory["split"] == f"{split_gb}G" and memory["evaluate"] == f"{split_gb}G"
+    assert memory["train"] == f"{train_gb}G"
+
 def test_submit_helpers_build_the_kfp_cli_commands(capsys):
     from pipelines import submit
 

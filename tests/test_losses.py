@@ -119,6 +119,16 @@ def test_diversity_loss():
     assert losses.diversity_loss(torch.tensor([[LN3, 0.0]])).item() == pytest.approx(1 - h, abs=1e-6)
 
 
+
+def test_diversity_loss_stays_finite_where_a_class_softmax_underflows():
+    # logits 900 apart: pbar = [1, 0] exactly in float32/64; the reference's 0 * log 0 is NaN
+    logits = torch.tensor([[900.0, 0.0, 0.0], [900.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    loss = losses.diversity_loss(logits)
+    loss.backward()
+    # pbar = [1, 2e-391 -> 0, 0]: only the first class contributes, 1 * log 1 = 0 -> the term is 1
+    assert loss.item() == pytest.approx(1.0, abs=1e-12)
+    assert torch.isfinite(logits.grad).all()
+
 def test_bn_stat_kl():
     one, zero = torch.ones(1), torch.zeros(1)
     assert losses.bn_stat_kl_per_channel(zero, one, zero, one).item() == pytest.approx(0.0, abs=1e-7)

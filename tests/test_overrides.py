@@ -34,7 +34,7 @@ from dfcil_core.foundations.errors import DfcilError
                                 "increasing positive epochs"),
     ("data.n_tasks=3", "dfcil: error: override 'data.n_tasks=3': data.n_tasks: 3 tasks do not divide 4 classes"),
     ("methods=[ewc]", "dfcil: error: override 'methods=[ewc]': methods: unknown method 'ewc' (known: upper_bound, "
-                      "base, lwf, lwf_mc, lwf_syn, deepinversion, abd, rdfcil)"),
+                      "base, lwf, lwf_mc, lwf_syn, deepinversion, abd, rdfcil, rehearsal, lwf_coreset, e2e, bic, dgr)"),
 ])
 def test_each_override_mistake_is_one_line_naming_it(override, line, capsys):
     assert main(["config", "--preset", "tiny", "-S", override]) == 2

@@ -61,7 +61,7 @@ def test_run_writes_every_contracted_output(tiny_run):
     assert doc["methods"]["upper_bound"]["omega"] == pytest.approx(100.0)
     runs = (out / "results" / "runs.csv").read_text().splitlines()
     assert len(runs) == 1 + len(cfg.methods)
-    assert runs[0].startswith("name,dataset,n_tasks,method,ablation,seed,train_seed,a_n,omega")
+    assert runs[0].startswith("name,dataset,n_tasks,method,ablation,seed,train_seed,top_k,a_n,omega")
     row = pd.read_csv(out / "results" / "runs.csv").iloc[0]
     for col in ("cpu_model", "cpu_isa", "threads", "gpu", "torch", "device_class"):  # the device fingerprint
         assert col in row.index

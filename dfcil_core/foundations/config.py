@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +19,42 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.foundations.registry import METHOD_KEYS, PAPER_METHOD_KEYS, split_keys
 
-DATASET_CLASSES = {"cifar100": 100, "cifar10": 10}  # an image folder's count is known from its files only
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is, as the authors' code loads it (their loader and trainer)."""
+
+    classes: int | None  # every class of the release (and the head's rows); None: known from the files only
+    image_size: int | None  # the model's input side; None: any (`data.image_size`)
+    run_classes: int | None = None  # the classes a run takes unless `data.num_classes` says (None: all)
+    top_k: int = 1  # accuracy is top-k (ImageNet: top-5)
+    # The class order is the trial seed's shuffle of the class ids, or, for ImageNet, the seed-1993
+    # shuffle of prior work (iCaRL, BiC) whatever the trial.
+    fixed_order_seed: int | None = None
+    # images per class of the release (ImageNet: at most; 732-1,300) and the side they are kept at in
+    # the split stage's uint8 arrays: what sizes the stages' memory
+    train_per_class: int = 500
+    test_per_class: int = 100
+    stored_size: int | None = None  # None: image_size
+
+    def split_bytes(self, classes: int, image_size: int) -> int:
+        """Bytes of the split stage's uint8 train + test arrays for `classes` classes."""
+        side = self.stored_size or image_size
+        return classes * (self.train_per_class + self.test_per_class) * side * side * 3
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar100": DatasetSpec(100, 32),
+    "cifar10": DatasetSpec(10, 32, train_per_class=5000, test_per_class=1000),
+    # 200 classes of 500 train / 50 val (test) images, 64 px (the standard tiny-imagenet-200 release)
+    "tinyimagenet": DatasetSpec(200, 64, test_per_class=50),
+    # ILSVRC's 1,000 classes, of which a run takes 50 (the first of the seed-1993 order: ImageNet-50),
+    # 224 px crops of images kept at 256 x 256
+    "imagenet50": DatasetSpec(1000, 224, run_classes=50, top_k=5, fixed_order_seed=1993,
+                              train_per_class=1300, test_per_class=50, stored_size=256),
+    "imagefolder": DatasetSpec(None, None),
+}
+DATASET_CLASSES = {k: d.classes for k, d in DATASETS.items() if d.classes is not None}
 
 
 class _Strict(BaseModel):
@@ -26,7 +62,7 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Literal["cifar100", "cifar10", "imagefolder"] = "cifar100"
+    dataset: Literal["cifar100", "cifar10", "tinyimagenet", "imagenet50", "imagefolder"] = "cifar100"
     root: str | None = None  # None: $DFCIL_DATA_ROOT, else ./data
     download: bool = True
     image_size: int = Field(32, ge=8)
@@ -40,7 +76,10 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["resnet32", "resnet18"] = "resnet32"
+    # "resnet18_authors": what the authors' code calls resnet18 (its CIFAR ResNet with [2, 2, 2] blocks of
+    # widths 16/32/64 and a stride-1 3x3 stem: 14 layers), on which their ImageNet numbers rest;
+    # "resnet18": He et al.'s ResNet-18 (four stages 64-512, an ImageNet stem at >= 128 px).
+    arch: Literal["resnet32", "resnet18_authors", "resnet18"] = "resnet32"
     # Downsampling shortcut: "A" parameter-free (the authors' ResNet-32), "B" 1x1 conv + BN.
     shortcut: Literal["A", "B"] = "A"
     # Head rows. null: one row per class of the dataset (CIFAR-100: 100), as the authors' code,
@@ -235,12 +274,26 @@ class Config(_Strict):
 
     @property
     def total_classes(self) -> int:
-        full = DATASET_CLASSES.get(self.data.dataset)
+        spec = DATASETS[self.data.dataset]
         if self.data.num_classes is not None:
             return self.data.num_classes
-        if full is None:
+        if spec.run_classes is not None:
+            return spec.run_classes
+        if spec.classes is None:
             raise DfcilError("data.num_classes: required for the imagefolder dataset")
-        return full
+        return spec.classes
+
+    @property
+    def top_k(self) -> int:
+        """Accuracy counts a prediction right when the label is among its `top_k` best classes."""
+        return DATASETS[self.data.dataset].top_k
+
+    @property
+    def split_gigabytes(self) -> float:
+        """The split stage's image arrays for this run's classes, in GB (what sizes the stages' memory;
+        imagefolder counted as CIFAR-sized images per class)."""
+        spec = DATASETS[self.data.dataset]
+        return spec.split_bytes(self.total_classes, self.data.image_size) / 1e9
 
     @property
     def head_rows(self) -> int:
@@ -299,6 +352,9 @@ def from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config
     try:
         cfg = Config.model_validate(raw)
         cfg.task_sizes()  # raises if the tasks do not divide the classes
+        native = DATASETS[cfg.data.dataset].image_size
+        if native is not None and cfg.data.image_size != native:
+            raise DfcilError(f"data.image_size: {cfg.data.dataset} images are {native} px, not {cfg.data.image_size}")
         full = DATASET_CLASSES.get(cfg.data.dataset)
         if full is not None and cfg.total_classes > full:
             raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {cfg.data.dataset}")

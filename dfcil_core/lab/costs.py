@@ -75,11 +75,10 @@ def _stage_steps(cfg: config_mod.Config, method: str, t: int, per_class: int) ->
     return {kind: _steps(new + core - held, bs, epochs), "ce": _steps(held, bs, stage2, drop_small=True)}
 
 
-def run_steps(cfg: config_mod.Config, images_per_class: int = 500,
-              methods: list[str] | None = None) -> RunSteps:
+def run_steps(cfg: config_mod.Config, methods: list[str] | None = None) -> RunSteps:
     """Training and inversion steps of one `dfcil run` of `cfg` (of `methods`, default all), with
     shared θ(1) and generators counted once, as the pipeline runs them."""
-    per_class = cfg.data.train_per_class or images_per_class
+    per_class = cfg.data.train_per_class or config_mod.DATASETS[cfg.data.dataset].train_per_class
     count = dict.fromkeys(KINDS, 0)
     done: set[tuple[str, str, int]] = set()
     for method in methods or cfg.methods:

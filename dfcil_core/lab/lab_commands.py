@@ -55,6 +55,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "a plain eager path (JSON + a printed table)")
     p.add_argument("--tiny", action="store_true", help="2 timed steps of batch 16 (CI)")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--shape-of", metavar="PRESET", default=None,
+                   help="the steps of this preset's dataset, image size, network and batch size "
+                        "(default: CIFAR-100's ResNet-32, batch 128)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the trunk")
     p.add_argument("--compile-mode", default="default", help="default | reduce-overhead (CUDA graphs) | ...")
@@ -107,11 +111,12 @@ def _throughput(args: argparse.Namespace) -> int:
 
     from dfcil_core.foundations import atomic_io
     from dfcil_core.foundations import config as config_mod
-    from dfcil_core.lab.throughput import run_benchmark, time_run
+    from dfcil_core.lab.throughput import preset_shape, run_benchmark, time_run
 
-    steps, warmup, bs = (2, 1, 16) if args.tiny else (args.steps, 3, 128)
+    shape, bs = preset_shape(args.shape_of) if args.shape_of else ({}, 128)
+    steps, warmup, bs = (2, 1, 16) if args.tiny else (args.steps, args.warmup, bs)
     result = run_benchmark(steps, warmup, bs, args.device, args.compile,
-                           {"compile_mode": args.compile_mode, "amp": args.amp})
+                           {"compile_mode": args.compile_mode, "amp": args.amp}, shape)
     if args.profile:
         cfg = config_mod.load(preset=args.profile, overrides=[f"runtime.device={args.device}", "runtime.progress=false"])
         with tempfile.TemporaryDirectory() as tmp:
@@ -119,8 +124,9 @@ def _throughput(args: argparse.Namespace) -> int:
         result["profile"] = {"name": args.profile, "wall_seconds": timing["wall_seconds"],
                              "stage_seconds": timing["stage_seconds"]}
     rt = result["runtime"]
-    print(f"device: {result['device']} | torch {result['torch']} | threads {result['threads']} | batch {bs} | "
-          f"ours: amp={rt['amp']} channels_last={rt['channels_last']} compile={rt['compile']} ({rt['compile_mode']})")
+    print(f"device: {result['device']} | {args.shape_of or 'cifar100'} | torch {result['torch']} | "
+          f"threads {result['threads']} | batch {bs} | ours: amp={rt['amp']} channels_last={rt['channels_last']} "
+          f"compile={rt['compile']} ({rt['compile_mode']})")
     print(f"{'step':<16}{'eager s/step':>14}{'ours s/step':>13}{'ours img/s':>12}{'speedup':>9}")
     for k, v in result["optimised"].items():
         e = result["eager_baseline"][k]["seconds_per_step"]
@@ -130,7 +136,8 @@ def _throughput(args: argparse.Namespace) -> int:
     if args.replay:
         from dfcil_core.lab.throughput import replay_steps
 
-        cfg = config_mod.from_dict({"train": {"batch_size": bs}, "runtime": {**rt, "progress": False}})
+        cfg = config_mod.from_dict({**{k: v for k, v in shape.items() if k != "synthesis"}, "train": {"batch_size": bs},
+                                    "runtime": {**rt, "progress": False}})
         result["replay_steps"] = replay_steps(cfg, steps, warmup)
         base = result["replay_steps"]["base_step"]["seconds_per_step"]
         print(f"replay comparisons, batch {bs} (ours): Base {base:.3f} s/step; " + ", ".join(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 
-def _resnet_key(key: str) -> str:
-    """conv1/bn1 -> features.stem.{0,1}; layer{s}.{b} -> features.layers.{5(s-1)+b}; last -> head."""
+def _resnet_key(key: str, blocks: int = 5) -> str:
+    """conv1/bn1 -> features.stem.{0,1}; layer{s}.{b} -> features.layers.{blocks(s-1)+b}; last -> head."""
     head, _, rest = key.partition(".")
     if head == "conv1":
         return f"features.stem.0.{rest}"
@@ -19,7 +19,7 @@ def _resnet_key(key: str) -> str:
     if head.startswith("layer"):
         stage = int(head[len("layer"):])
         block, _, param = rest.partition(".")
-        return f"features.layers.{5 * (stage - 1) + int(block)}.{param}"
+        return f"features.layers.{blocks * (stage - 1) + int(block)}.{param}"
     raise KeyError(key)
 
 
@@ -28,18 +28,35 @@ def resnet32_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {_resnet_key(k): v.clone() for k, v in ref_state.items()}
 
 
-# Reference generator (l1, conv_blocks0..2) -> our Generator (fc, net.*); net indices count the
-# parameter-free Upsample / LeakyReLU / Tanh modules in between.
-_GENERATOR_KEYS = {"l1.0": "fc", "conv_blocks0.0": "net.0", "conv_blocks1.0": "net.2", "conv_blocks1.1": "net.3",
-                   "conv_blocks2.0": "net.6", "conv_blocks2.1": "net.7", "conv_blocks2.3": "net.9",
-                   "conv_blocks2.5": "net.11"}
+def resnet18_authors_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference's "resnet18" (its CIFAR ResNet, 2 blocks per stage) under our `resnet18_authors`'s names."""
+    return {_resnet_key(k, blocks=2): v.clone() for k, v in ref_state.items()}
 
 
-def generator_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _generator_keys(ups: int) -> dict[str, str]:
+    """The reference's generator modules -> ours, for `ups` upsampling stages (32 px: 2, their
+    GeneratorMed at 64 px: 3, GeneratorBig at 224 px: 5). Ours: net.0 the first BN, then per stage
+    [Upsample, Conv, BN, LeakyReLU], then Conv, Tanh, BN. Theirs: conv_blocks0 the first BN, blocks
+    1..ups the stages (the last also holds the output Conv, Tanh, BN, except GeneratorBig's, which has
+    them in a block of its own)."""
+    keys = {"l1.0": "fc", "conv_blocks0.0": "net.0"}
+    for i in range(1, ups + 1):
+        keys[f"conv_blocks{i}.0"], keys[f"conv_blocks{i}.1"] = f"net.{4 * i - 2}", f"net.{4 * i - 1}"
+    out_conv, out_bn = f"net.{4 * ups + 1}", f"net.{4 * ups + 3}"
+    if ups == 5:
+        keys["conv_blocks6.0"], keys["conv_blocks6.2"] = out_conv, out_bn
+    else:
+        keys[f"conv_blocks{ups}.3"], keys[f"conv_blocks{ups}.5"] = out_conv, out_bn
+    return keys
+
+
+def generator_state(ref_state: dict[str, torch.Tensor], ups: int = 2) -> dict[str, torch.Tensor]:
+    """The reference's generator state dict (32 px by default; `ups` 3 for 64 px, 5 for 224 px)."""
+    names = _generator_keys(ups)
     out = {}
     for k, v in ref_state.items():
         module, param = k.rsplit(".", 1)
-        out[f"{_GENERATOR_KEYS[module]}.{param}"] = v.clone()
+        out[f"{names[module]}.{param}"] = v.clone()
     return out
 
 

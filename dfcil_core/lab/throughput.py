@@ -111,7 +111,7 @@ REPLAY_METHODS = ("rehearsal", "lwf_coreset", "e2e", "bic", "dgr")
 
 
 def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
-                 new: int = 10) -> dict[str, Any]:
+                 new: int = 10, methods: tuple[str, ...] = REPLAY_METHODS) -> dict[str, Any]:
     """Seconds per step of the replay comparisons beside Base's CE step, on the same batch of
     `train.batch_size` real images (coreset images are real images: the coreset methods' steps see
     no more of them than Base's), and each one's ratio to Base: Naive Rehearsal's is Base's step;
@@ -129,7 +129,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
     out: dict[str, Any] = {}
-    for method in ("base", *REPLAY_METHODS):
+    for method in ("base", *methods):
         student = copy.deepcopy(teacher)
         student.grow(new)
         for p in student.parameters():
@@ -153,23 +153,37 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
 
         out[f"{method}_step"] = _rate(_time(step, steps, warmup, device), bs)
     base = out["base_step"]["seconds_per_step"]
-    out["ratio_to_base"] = {m: out[f"{m}_step"]["seconds_per_step"] / base for m in REPLAY_METHODS}
+    out["ratio_to_base"] = {m: out[f"{m}_step"]["seconds_per_step"] / base for m in methods}
     return out
 
 
+def preset_shape(preset: str) -> tuple[dict[str, Any], int]:
+    """What a preset's steps are made of (dataset, image size, network; its batch size): the config
+    sections `run_benchmark(shape=...)` takes and `train.batch_size`."""
+    cfg = config_mod.load(preset=preset)
+    return ({"data": {"dataset": cfg.data.dataset, "image_size": cfg.data.image_size,
+                      "color_jitter": cfg.data.color_jitter},
+             "model": {"arch": cfg.model.arch}, "synthesis": {"z_dim": cfg.synthesis.z_dim}},
+            cfg.train.batch_size)
+
+
 def run_benchmark(steps: int = 10, warmup: int = 3, batch_size: int = 128, device: str = "auto",
-                  compile_model: bool = False, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours."""
+                  compile_model: bool = False, runtime: dict[str, Any] | None = None,
+                  shape: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours;
+    `shape` (from `preset_shape`): another dataset's images and network than CIFAR-100's ResNet-32."""
+    shape = shape or {}
     base = {"train": {"batch_size": batch_size},
-            "synthesis": {"batch_size": batch_size, "replay_batch_size": batch_size},
-            "runtime": {"device": device, "progress": False}}
+            "synthesis": {**shape.get("synthesis", {}), "batch_size": batch_size, "replay_batch_size": batch_size},
+            "runtime": {"device": device, "progress": False},
+            **{k: v for k, v in shape.items() if k != "synthesis"}}
     ours_rt = {**base["runtime"], "compile": compile_model, **(runtime or {})}
     ours = config_mod.from_dict({**base, "runtime": ours_rt})
     eager = config_mod.from_dict({**base, "runtime": {**base["runtime"], "amp": False, "channels_last": False}})
     dev = configure(ours.runtime)
     result = {
         "device": device_name(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "python": platform.python_version(), "batch_size": batch_size, "steps": steps,
+        "python": platform.python_version(), "batch_size": batch_size, "steps": steps, "shape": shape,
         "runtime": ours.runtime.model_dump(),
         "eager_baseline": measure(eager, steps, warmup),
         "optimised": measure(ours, steps, warmup),

@@ -52,10 +52,11 @@ class BasicBlock(nn.Module):
 class ResNetFeatures(nn.Module):
     """Residual trunk to a pooled feature vector (the penultimate layer)."""
 
-    def __init__(self, blocks: list[int], widths: list[int], image_size: int, shortcut: str = "A"):
+    def __init__(self, blocks: list[int], widths: list[int], image_size: int, shortcut: str = "A",
+                 imagenet_stem: bool | None = None):
         super().__init__()
         stem_w = widths[0]
-        if image_size >= 128:  # ImageNet-style stem for 224 px
+        if image_size >= 128 if imagenet_stem is None else imagenet_stem:  # 7x7/2 + max-pool (224 px)
             self.stem = nn.Sequential(nn.Conv2d(3, stem_w, 7, 2, 3, bias=False), nn.BatchNorm2d(stem_w),
                                       nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         else:
@@ -85,8 +86,10 @@ class IncrementalClassifier(nn.Module):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut option {shortcut!r} (A or B)")
-        if arch == "resnet32":
-            self.features = ResNetFeatures([5, 5, 5], [16, 32, 64], image_size, shortcut)
+        if arch == "resnet32":  # the authors' CIFAR ResNet at any size (Tiny-ImageNet too): a 3x3 stem
+            self.features = ResNetFeatures([5, 5, 5], [16, 32, 64], image_size, shortcut, imagenet_stem=False)
+        elif arch == "resnet18_authors":  # their "resnet18": the CIFAR ResNet, blocks [2, 2, 2], at 224 px too
+            self.features = ResNetFeatures([2, 2, 2], [16, 32, 64], image_size, shortcut, imagenet_stem=False)
         elif arch == "resnet18":
             self.features = ResNetFeatures([2, 2, 2, 2], [64, 128, 256, 512], image_size, shortcut)
         else:
@@ -133,7 +136,9 @@ class Generator(nn.Module):
     """The inversion generator F (ARCHITECTURE.md): z -> image in normalised space.
 
     32 px: z=1000 -> linear -> 128x8x8 -> BN -> up x2 -> conv128,BN,LReLU -> up x2 -> conv64,BN,LReLU
-    -> conv3 -> tanh -> BN(affine=False). Larger images add upsampling stages (64 px: 3, 224 px: 5).
+    -> conv3 -> tanh -> BN(affine=False). Larger images add upsampling stages, as the authors' larger
+    generators do: 64 px (their GeneratorMed) three from 8 x 8; 224 px (their GeneratorBig) five from
+    7 x 7, all 64 channels wide.
     """
 
     # The authors write BatchNorm2d(c, 0.8): the 0.8 is eps (not momentum) in the upsampling blocks.
@@ -146,11 +151,12 @@ class Generator(nn.Module):
             raise ValueError(f"no generator for {image_size} px images (32, 64 or 224)")
         self.z_dim = z_dim
         self.init_size = image_size // (2 ** ups)
-        self.fc = nn.Linear(z_dim, 128 * self.init_size ** 2)
-        blocks: list[nn.Module] = [nn.BatchNorm2d(128)]
-        cin = 128
+        self.width = width = 64 if image_size >= 224 else 128
+        self.fc = nn.Linear(z_dim, width * self.init_size ** 2)
+        blocks: list[nn.Module] = [nn.BatchNorm2d(width)]
+        cin = width
         for i in range(ups):
-            cout = 64 if i == ups - 1 else 128
+            cout = 64 if i == ups - 1 else width
             blocks += [nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, 1, 1),
                        nn.BatchNorm2d(cout, eps=self.BLOCK_BN_EPS), nn.LeakyReLU(0.2, inplace=True)]
             cin = cout
@@ -158,7 +164,7 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(z.shape[0], 128, self.init_size, self.init_size)
+        x = self.fc(z).view(z.shape[0], self.width, self.init_size, self.init_size)
         return self.net(x)
 
     def sample(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:

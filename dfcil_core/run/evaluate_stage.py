@@ -110,7 +110,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
                               title=f"{m}: training loss and its weighted terms, per epoch")
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
                          "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
-                         "seed": cfg.seed, "train_seed": cfg.training_seed, **summary,
+                         "seed": cfg.seed, "train_seed": cfg.training_seed, "top_k": cfg.top_k, **summary,
                          "device": device_name(device), **fingerprint})
         for i, acc in enumerate(a.seen_curve(), start=1):
             ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None

@@ -15,8 +15,9 @@ from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.foundations.provenance import FINGERPRINT_COLUMNS
 
 # One row per (run, method). `seed` is the class order (trial r of the paper), `train_seed` the
-# training RNG; `device` and the fingerprint say which machine class computed it.
-RUN_COLUMNS = ["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed", "a_n", "omega",
+# training RNG; accuracies are top-`top_k` (ImageNet: 5); `device` and the fingerprint say which
+# machine class computed it.
+RUN_COLUMNS = ["name", "dataset", "n_tasks", "method", "ablation", "seed", "train_seed", "top_k", "a_n", "omega",
                "avg_inc_acc", "forgetting", "old_acc", "new_acc", "device", *FINGERPRINT_COLUMNS]
 TASK_COLUMNS = ["method", "seed", "train_seed", "task", "acc_seen", "omega_term"]
 RUNS_FILE, TASKS_FILE = "runs.csv", "tasks.csv"

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from dfcil_core.foundations import atomic_io
-from dfcil_core.foundations.config import Config, split_hash
+from dfcil_core.foundations.config import DATASETS, Config, split_hash
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.method.datasets import class_order, load_dataset, select_task, task_class_blocks
+from dfcil_core.method.datasets import class_count, class_order, load_dataset, select_task, task_class_blocks
 from dfcil_core.run.artifacts import Layout, check_existing, write_stage_log
 
 log = logging.getLogger("dfcil")
@@ -25,11 +25,12 @@ def split(cfg: Config, out: Path) -> Path:
         return lay.split_dir
     t0 = time.perf_counter()
     d = cfg.data
-    train, test = load_dataset(d.dataset, d.root, d.download, d.image_size)
-    full = int(train.y.max()) + 1
+    full = class_count(d.dataset, d.root)
     if cfg.total_classes > full:
         raise DfcilError(f"data.num_classes: {cfg.total_classes} > the {full} classes of {d.dataset}")
-    order = class_order(full, cfg.seed)
+    order = class_order(full, cfg.seed, DATASETS[d.dataset].fixed_order_seed)
+    # only the run's classes are decoded (ImageNet-50 takes 50 of ILSVRC's 1,000)
+    train, test = load_dataset(d.dataset, d.root, d.download, d.image_size, only=set(order[: cfg.total_classes]))
     blocks = task_class_blocks(sizes)
     for t, positions in enumerate(blocks, start=1):
         tr = select_task(train, order, positions, d.train_per_class)
