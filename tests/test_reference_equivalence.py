@@ -26,9 +26,14 @@ from dfcil_core.method.learners import StepBatch
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
 from tests.reference_impl import learner_config, reference
+from tests.step_equivalence import HEADS, RTOL, N
+from tests.step_equivalence import assert_close_by_norm as _assert_same_grads
+from tests.step_equivalence import assert_same_step as _assert_same
+from tests.step_equivalence import ours_from as _ours
+from tests.step_equivalence import randomise_bn as _randomise_bn
+from tests.step_equivalence import small_config as _cfg
 
-HEADS, PAST, SEEN, N = 20, 5, 10, 16  # head rows (the reference's out_dim), classes of task 1, seen, batch
-RTOL = 1e-5
+PAST, SEEN = 5, 10  # classes of task 1, seen after task 2
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +47,6 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
-
-
-def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
-    """Non-trivial running statistics, so eval-mode forwards and Eq. 5 test something."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
-            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
-
-
-def _cfg(**over) -> config_mod.Config:
-    raw = {"data": {"num_classes": HEADS, "n_tasks": 2}, "train": {"batch_size": N},
-           "synthesis": {"batch_size": N, "replay_batch_size": N}}
-    for key, value in over.items():
-        section, name = key.split("__")
-        raw.setdefault(section, {})[name] = value
-    return config_mod.from_dict(raw)
-
-
-def _ours(ref_model: torch.nn.Module | dict, num_classes: int) -> IncrementalClassifier:
-    """Our classifier holding the reference model's weights (or a snapshot of its state dict)."""
-    m = IncrementalClassifier("resnet32", 32, num_classes, head_size=HEADS)
-    m.load_state_dict(resnet32_state(ref_model if isinstance(ref_model, dict) else ref_model.state_dict()))
-    return m
 
 
 class Setup(SimpleNamespace):
@@ -137,27 +118,6 @@ def _our_step(method: str, setup: Setup, cfg: config_mod.Config, task: int) -> t
     loss.backward()
     grads = {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
     return float(loss.detach()), grads, student
-
-
-def _ref_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    state = resnet32_state({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
-    return state
-
-
-def _assert_same_grads(grads: dict[str, torch.Tensor], ref_grads: dict[str, torch.Tensor]) -> None:
-    """Each parameter's gradient to RTOL relative; gradients that are zero in exact arithmetic (a
-    conv bias before BN) are compared against 1e-10 of the whole gradient's norm instead."""
-    assert set(grads) == set(ref_grads)
-    total = float(torch.sqrt(sum((r ** 2).sum() for r in ref_grads.values())))
-    for k, g in grads.items():
-        r = ref_grads[k]
-        assert float((g - r).norm()) <= RTOL * float(r.norm()) + 1e-10 * total, k
-
-
-def _assert_same(ours: tuple[float, dict, IncrementalClassifier], ref_loss: torch.Tensor, ref_model) -> None:
-    loss, grads, _ = ours
-    assert loss == pytest.approx(float(ref_loss), rel=RTOL)
-    _assert_same_grads(grads, _ref_grads(ref_model))
 
 
 # ---------------------------------------------------------------------------------------------

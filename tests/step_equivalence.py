@@ -1,0 +1,62 @@
+"""What the step-equivalence tests share: our classifier holding the reference's weights, a small
+config, and the comparison of a loss and every gradient (1e-5 relative, float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfcil_core.foundations import config as config_mod
+from dfcil_core.lab.reference_weights import resnet32_state
+from dfcil_core.method.models import IncrementalClassifier
+
+HEADS, N = 20, 16  # head rows (the reference's out_dim), batch
+RTOL = 1e-5
+
+
+def randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Non-trivial running statistics, so eval-mode forwards and Eq. 5 test something."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
+            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+
+
+def small_config(**over) -> config_mod.Config:
+    """HEADS classes in 2 tasks, batch N; `section__key=value` overrides."""
+    raw = {"data": {"num_classes": HEADS, "n_tasks": 2}, "train": {"batch_size": N},
+           "synthesis": {"batch_size": N, "replay_batch_size": N}}
+    for key, value in over.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    return config_mod.from_dict(raw)
+
+
+def ours_from(ref_model: torch.nn.Module | dict, num_classes: int) -> IncrementalClassifier:
+    """Our classifier holding the reference model's weights (or a snapshot of its state dict)."""
+    m = IncrementalClassifier("resnet32", 32, num_classes, head_size=HEADS)
+    m.load_state_dict(resnet32_state(ref_model if isinstance(ref_model, dict) else ref_model.state_dict()))
+    return m
+
+
+def ref_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The reference model's gradients under our parameter names."""
+    return resnet32_state({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+
+
+def assert_close_by_norm(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], rtol: float = RTOL,
+                         floor: float = 1e-10) -> None:
+    """Each tensor to `rtol` relative; tensors that are zero in exact arithmetic (a conv bias before
+    BN) are compared against `floor` times the whole set's norm instead."""
+    assert set(ours) == set(theirs)
+    total = float(torch.sqrt(sum((r.double() ** 2).sum() for r in theirs.values())))
+    for k, g in ours.items():
+        r = theirs[k]
+        assert float((g - r).norm()) <= rtol * float(r.norm()) + floor * total, k
+
+
+def assert_same_step(ours: tuple[float, dict, IncrementalClassifier], ref_loss: torch.Tensor, ref_model) -> None:
+    """Our (loss, gradients, model) against the reference's loss and its model's gradients."""
+    loss, grads, _ = ours
+    assert loss == pytest.approx(float(ref_loss), rel=RTOL)
+    assert_close_by_norm(grads, ref_grads(ref_model))
