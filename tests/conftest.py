@@ -37,3 +37,22 @@ def data_root() -> Path:
         pytest.fail(f"CIFAR-100 not found under {root}; set DFCIL_DATA_ROOT")
     os.environ["DFCIL_DATA_ROOT"] = str(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The authors' implementation (skips, with the reason, where it is absent)."""
+    from tests.reference_impl import reference
+
+    return reference()
+
+
+@pytest.fixture
+def float64():
+    """float64 as the default dtype for the test (equivalence to 1e-5 needs it), restored after."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

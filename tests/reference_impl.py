@@ -1,7 +1,7 @@
 """Access to the authors' implementation (../shared/reference/abd-dfcil, MIT) for equivalence tests.
 
-Tests that need it call `reference()`, which skips (with the reason) when the folder is absent; how
-its state dicts map onto ours is `dfcil_core.lab.reference_weights`.
+Tests take it as the `ref` fixture (conftest.py), which calls `reference()`: it skips, with the
+reason, where the folder is absent. How its state dicts map onto ours: `dfcil_core.lab.reference_weights`.
 """
 
 from __future__ import annotations

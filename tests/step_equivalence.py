@@ -60,3 +60,16 @@ def assert_same_step(ours: tuple[float, dict, IncrementalClassifier], ref_loss: 
     loss, grads, _ = ours
     assert loss == pytest.approx(float(ref_loss), rel=RTOL)
     assert_close_by_norm(grads, ref_grads(ref_model))
+
+
+def recording_backward(monkeypatch) -> list[float]:
+    """Every loss the reference back-propagates until `monkeypatch.undo()`, in order."""
+    recorded: list[float] = []
+    backward = torch.Tensor.backward
+
+    def recording(self, *args, **kwargs):
+        recorded.append(float(self.detach()))
+        return backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", recording)
+    return recorded

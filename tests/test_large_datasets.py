@@ -21,7 +21,7 @@ from dfcil_core.method import datasets as data
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.run import sequence
 from tests.dataset_layouts import IMNET_WNIDS, write_imagenet, write_tiny_imagenet
-from tests.reference_impl import reference
+from tests.step_equivalence import recording_backward
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +153,6 @@ def test_a_tiny_run_on_imagenet50_reports_top5(imnet_root, tmp_path):
 # Beside the reference
 
 
-@pytest.fixture(scope="module")
-def ref():
-    return reference()
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def test_tiny_imagenet_images_and_labels_equal_the_references_loader(ref, tiny_root):
     """The reference's iTinyIMNET on the same folder: the same (label, image) pairs, train and test."""
     from PIL import Image
@@ -295,14 +282,7 @@ def test_abd_step_and_inversion_step_at_64_px_equal_the_references(ref, float64,
                                  iters=0, class_idx=np.arange(past), deep_inv_params=lcfg["deep_inv_params"],
                                  train=False, config=lcfg)
     teacher.smoothing.double()
-    seen_losses = []
-    backward = torch.Tensor.backward
-
-    def recording_backward(self, *args, **kwargs):
-        seen_losses.append(float(self.detach()))
-        return backward(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "backward", recording_backward)
+    seen_losses = recording_backward(monkeypatch)
     torch.manual_seed(7)
     teacher.get_images(bs=n, epochs=1)
     monkeypatch.undo()

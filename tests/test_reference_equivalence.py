@@ -25,8 +25,8 @@ from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.learners import StepBatch
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
-from tests.reference_impl import learner_config, reference
-from tests.step_equivalence import HEADS, RTOL, N
+from tests.reference_impl import learner_config
+from tests.step_equivalence import HEADS, RTOL, N, recording_backward
 from tests.step_equivalence import assert_close_by_norm as _assert_same_grads
 from tests.step_equivalence import assert_same_step as _assert_same
 from tests.step_equivalence import ours_from as _ours
@@ -36,17 +36,7 @@ from tests.step_equivalence import small_config as _cfg
 PAST, SEEN = 5, 10  # classes of task 1, seen after task 2
 
 
-@pytest.fixture(scope="module")
-def ref():
-    return reference()
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here in float64
 
 
 class Setup(SimpleNamespace):
@@ -304,14 +294,7 @@ def test_inversion_loss_and_generator_gradients(ref, setup, monkeypatch):
                                  iters=0, class_idx=np.arange(PAST), deep_inv_params=cfg["deep_inv_params"],
                                  train=False, config=cfg)
     teacher.smoothing.double()
-    seen_losses = []
-    backward = torch.Tensor.backward
-
-    def recording_backward(self, *args, **kwargs):
-        seen_losses.append(float(self.detach()))
-        return backward(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "backward", recording_backward)
+    seen_losses = recording_backward(monkeypatch)
     torch.manual_seed(7)
     teacher.get_images(bs=N, epochs=1)
     monkeypatch.undo()

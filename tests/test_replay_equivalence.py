@@ -18,7 +18,7 @@ from dfcil_core.method import coreset
 from dfcil_core.method.learners import StepBatch, make_learner
 from dfcil_core.method.learners.generative_replay import vae_loss
 from dfcil_core.method.models import IncrementalClassifier, LogitBias, VariationalAutoencoder
-from tests.reference_impl import learner_config, reference
+from tests.reference_impl import learner_config
 
 HEADS, N = 20, 16
 RTOL = 1e-5
@@ -26,11 +26,6 @@ RTOL = 1e-5
 TASKS = [[7, 2], [11, 4], [9, 0]]
 PER_CLASS = 12
 SIZE = 10  # coreset size: 5 per class after task 1, 2-3 after task 2, 1-2 after task 3
-
-
-@pytest.fixture(scope="module")
-def ref():
-    return reference()
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,14 +163,6 @@ def test_bic_holdout_rows_equal_reference(ref, seed):
 # One update step of each method, float64, the same weights and batch
 
 PAST, SEEN = 5, 10
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 @pytest.fixture

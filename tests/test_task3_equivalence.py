@@ -17,7 +17,7 @@ from dfcil_core.lab.reference_weights import generator_state, resnet32_state
 from dfcil_core.method import learners, training
 from dfcil_core.method.learners import StepBatch
 from dfcil_core.method.synthesis import new_generator, sample_replay, synthesize_generator
-from tests.reference_impl import learner_config, reference
+from tests.reference_impl import learner_config
 from tests.step_equivalence import (
     HEADS,
     RTOL,
@@ -26,6 +26,7 @@ from tests.step_equivalence import (
     assert_same_step,
     ours_from,
     randomise_bn,
+    recording_backward,
     small_config,
 )
 
@@ -33,17 +34,7 @@ T1, PAST, SEEN = 5, 10, 15  # classes after task 1, before task 3, after task 3
 TASKS = [list(range(0, T1)), list(range(T1, PAST)), list(range(PAST, SEEN))]
 
 
-@pytest.fixture(scope="module")
-def ref():
-    return reference()
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here in float64
 
 
 def _cfg(**over):
@@ -260,19 +251,6 @@ def _adam_state(opt: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str,
             for k, p in model.named_parameters()}
 
 
-def _recording_backward(monkeypatch) -> list[float]:
-    """Every loss the reference back-propagates until `monkeypatch.undo()`, in order."""
-    recorded: list[float] = []
-    backward = torch.Tensor.backward
-
-    def recording(self, *args, **kwargs):
-        recorded.append(float(self.detach()))
-        return backward(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "backward", recording)
-    return recorded
-
-
 def _assert_same_generator(gen, opt, ref_gen, ref_opt, start: dict[str, torch.Tensor]) -> None:
     """Weights (as the moves from `start`), BN statistics and Adam state under our names. The conv
     biases before BN have a zero gradient in exact arithmetic; Adam scales their rounding noise
@@ -302,7 +280,7 @@ def test_inversion_of_theta2_carries_the_generator_and_adam_state_from_task2(ref
     start = {k: v.clone() for k, v in gen.state_dict().items()}
     for task, (theta, classes) in enumerate(zip(thetas, (T1, PAST), strict=True), start=2):
         teacher = _ref_teacher(ref, copy.deepcopy(theta), ref_gen, ref_opt, classes, cfg)
-        recorded = _recording_backward(monkeypatch)
+        recorded = recording_backward(monkeypatch)
         torch.manual_seed(task)
         teacher.get_images(bs=N, epochs=3)
         monkeypatch.undo()
@@ -400,7 +378,7 @@ def test_abd_walks_tasks_1_to_3_as_the_reference(ref, monkeypatch):
             break
         # θ(task) frozen; the generator inverts it, carrying on from the previous inversion
         ref_teacher = _ref_teacher(ref, copy.deepcopy(L.model), ref_gen, ref_opt, past, cfg_ref)
-        recorded = _recording_backward(monkeypatch)
+        recorded = recording_backward(monkeypatch)
         torch.manual_seed(50 + task)
         ref_teacher.get_images(bs=N, epochs=3)
         monkeypatch.undo()
