@@ -3,6 +3,9 @@ config, and the comparison of a loss and every gradient (1e-5 relative, float64)
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +23,27 @@ def randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
         if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
             m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
             m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+
+
+def perturbed_copy(model: torch.nn.Module, gen: torch.Generator, scale: float = 0.05) -> torch.nn.Module:
+    """A copy of `model` with N(0, scale²) noise on every parameter: a student near its teacher."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in out.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return out
+
+
+def reference_teacher(ref, solver: torch.nn.Module, generator: torch.nn.Module, classes: int, cfg: dict, *,
+                      size: int = 32, gen_opt: torch.optim.Optimizer | None = None):
+    """The reference's `Teacher` of `solver` over its first `classes` classes, untrained on construction
+    (iters 0), with `gen_opt` (default: Adam at lr 0) and its blur in float64, the tests' dtype."""
+    t = ref.helper.Teacher(solver=solver, generator=generator,
+                           gen_opt=gen_opt or torch.optim.Adam(generator.parameters(), lr=0.0),
+                           img_shape=(-1, 3, size, size), iters=0, class_idx=np.arange(classes),
+                           deep_inv_params=cfg["deep_inv_params"], train=False, config=cfg)
+    t.smoothing.double()
+    return t
 
 
 def small_config(**over) -> config_mod.Config:

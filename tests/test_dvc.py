@@ -19,6 +19,7 @@ from dfcil_core.drivers.results_sink import S3ResultsSink
 from dfcil_core.foundations import config
 from dfcil_core.foundations.config import explicit_params
 from dfcil_core.foundations.errors import DfcilError
+from tests.kfp_local_run import run_pipeline_locally
 from tests.s3_server import s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,18 +115,10 @@ def test_dvc_push_pull_roundtrip_and_results_sink(dvc_repo, tmp_path):
 def test_kfp_local_run_equals_dvc_repro(dvc_repo, tmp_path, monkeypatch):
     """The same params through kfp.local (SubprocessRunner, no venv): identical accuracy matrices
     and the same metrics file as `dvc repro`; the HTML report embeds the plots."""
-    from kfp import local
-
-    from pipelines.dfcil_pipeline import build_pipeline
-
     repo, _ = dvc_repo
     cfg = config.load(repo / "params.yaml")
-    monkeypatch.chdir(tmp_path)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp_root"))
-    build_pipeline(cfg, gpu=False, s3_secret=None)()
-    found = [p.parent for p in (tmp_path / "kfp_root").rglob("metrics.json") if (p.parent / "results").is_dir()]
-    assert len(found) == 1, found
-    kfp_out, dvc_out = found[0], repo / "outputs"
+    kfp_out = run_pipeline_locally(cfg, tmp_path, monkeypatch)
+    dvc_out = repo / "outputs"
     for m in cfg.methods:
         rel = Path("eval") / m / "accuracy_matrix.json"
         assert (kfp_out / rel).read_text() == (dvc_out / rel).read_text(), m

@@ -15,6 +15,7 @@ import yaml
 from dfcil_core.drivers.dvc_render import render
 from dfcil_core.foundations import config
 from dfcil_core.foundations.config import explicit_params
+from tests.kfp_local_run import run_pipeline_locally
 from tests.test_dvc import REPO, sh
 
 REPLAY_METHODS = ["rehearsal", "lwf_coreset", "e2e", "bic", "dgr"]
@@ -53,18 +54,10 @@ def test_dvc_repro_keeps_the_coresets_and_vaes_and_a_rerun_does_nothing(replay_r
 def test_kfp_local_run_of_the_replay_methods_equals_dvc_repro(replay_repo, tmp_path, monkeypatch):
     """The coreset component and the workspace's coresets/ and vaes/ through kfp.local: the same
     accuracy matrices as `dvc repro`."""
-    from kfp import local
-
-    from pipelines.dfcil_pipeline import build_pipeline
-
     repo, _ = replay_repo
     cfg = config.load(repo / "params.yaml")
-    monkeypatch.chdir(tmp_path)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp_root"))
-    build_pipeline(cfg, gpu=False, s3_secret=None)()
-    found = [p.parent for p in (tmp_path / "kfp_root").rglob("metrics.json") if (p.parent / "results").is_dir()]
-    assert len(found) == 1, found
+    kfp_out = run_pipeline_locally(cfg, tmp_path, monkeypatch)
     for m in REPLAY_METHODS:
         rel = Path("eval") / m / "accuracy_matrix.json"
-        assert (found[0] / rel).read_text() == (repo / "outputs" / rel).read_text(), m
+        assert (kfp_out / rel).read_text() == (repo / "outputs" / rel).read_text(), m
     assert list((tmp_path / "kfp_root").rglob("coresets/e2e/task_1.json"))

@@ -26,7 +26,7 @@ from dfcil_core.method.learners import StepBatch
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_loss, prior_kernel
 from tests.reference_impl import learner_config
-from tests.step_equivalence import HEADS, RTOL, N, recording_backward
+from tests.step_equivalence import HEADS, RTOL, N, perturbed_copy, recording_backward, reference_teacher
 from tests.step_equivalence import assert_close_by_norm as _assert_same_grads
 from tests.step_equivalence import assert_same_step as _assert_same
 from tests.step_equivalence import ours_from as _ours
@@ -49,10 +49,7 @@ def setup(ref) -> Setup:
     g = torch.Generator().manual_seed(1)
     ref_teacher = ref.resnet.resnet32(HEADS)
     _randomise_bn(ref_teacher, g)
-    ref_student = copy.deepcopy(ref_teacher)
-    with torch.no_grad():
-        for p in ref_student.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    ref_student = perturbed_copy(ref_teacher, g)
     ref_teacher.eval()
     ref_student.train()
     ref_gen = ref.generator.CIFAR_GEN()
@@ -84,10 +81,7 @@ def _ref_learner(ref, cls, setup: Setup, seen: int, past: int, lr: float = 0.0, 
 
 
 def _ref_datafree_teacher(ref, setup: Setup, cfg: dict):
-    return ref.helper.Teacher(solver=setup.ref_teacher, generator=setup.ref_gen,
-                              gen_opt=torch.optim.Adam(setup.ref_gen.parameters(), lr=0.0),
-                              img_shape=(-1, 3, 32, 32), iters=0, class_idx=np.arange(PAST),
-                              deep_inv_params=cfg["deep_inv_params"], train=False, config=cfg)
+    return reference_teacher(ref, setup.ref_teacher, setup.ref_gen, PAST, cfg)
 
 
 def _our_step(method: str, setup: Setup, cfg: config_mod.Config, task: int) -> tuple[float, dict, IncrementalClassifier]:
@@ -289,11 +283,7 @@ def test_abd_ablations_change_the_step(ref, setup, ablation):
 def test_inversion_loss_and_generator_gradients(ref, setup, monkeypatch):
     cfg = learner_config(HEADS, N, [list(range(PAST))])
     ref_gen = copy.deepcopy(setup.ref_gen)
-    teacher = ref.helper.Teacher(solver=copy.deepcopy(setup.ref_teacher), generator=ref_gen,
-                                 gen_opt=torch.optim.Adam(ref_gen.parameters(), lr=0.0), img_shape=(-1, 3, 32, 32),
-                                 iters=0, class_idx=np.arange(PAST), deep_inv_params=cfg["deep_inv_params"],
-                                 train=False, config=cfg)
-    teacher.smoothing.double()
+    teacher = reference_teacher(ref, copy.deepcopy(setup.ref_teacher), ref_gen, PAST, cfg)
     seen_losses = recording_backward(monkeypatch)
     torch.manual_seed(7)
     teacher.get_images(bs=N, epochs=1)

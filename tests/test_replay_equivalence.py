@@ -19,6 +19,7 @@ from dfcil_core.method.learners import StepBatch, make_learner
 from dfcil_core.method.learners.generative_replay import vae_loss
 from dfcil_core.method.models import IncrementalClassifier, LogitBias, VariationalAutoencoder
 from tests.reference_impl import learner_config
+from tests.step_equivalence import perturbed_copy, randomise_bn
 
 HEADS, N = 20, 16
 RTOL = 1e-5
@@ -170,14 +171,8 @@ def setup(ref, float64):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     ref_teacher = ref.resnet.resnet32(HEADS)
-    for m in ref_teacher.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-    ref_student = copy.deepcopy(ref_teacher)
-    with torch.no_grad():
-        for p in ref_student.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    randomise_bn(ref_teacher, g)
+    ref_student = perturbed_copy(ref_teacher, g)
     ref_teacher.eval()
     ref_student.train()
     s = SimpleNamespace(ref_teacher=ref_teacher, ref_student=ref_student,

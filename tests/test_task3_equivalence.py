@@ -25,8 +25,9 @@ from tests.step_equivalence import (
     assert_close_by_norm,
     assert_same_step,
     ours_from,
-    randomise_bn,
+    perturbed_copy,
     recording_backward,
+    reference_teacher,
     small_config,
 )
 
@@ -39,12 +40,6 @@ pytestmark = pytest.mark.usefixtures("float64")  # every test here in float64
 
 def _cfg(**over):
     return small_config(data__n_tasks=4, **over)  # 20 classes, 5 a task: task 3 sees 15
-
-
-def _resnet(ref, g: torch.Generator) -> torch.nn.Module:
-    m = ref.resnet.resnet32(HEADS)
-    randomise_bn(m, g)
-    return m
 
 
 def _trained_like(ref, g: torch.Generator) -> torch.nn.Module:
@@ -73,11 +68,7 @@ def s3(ref) -> SimpleNamespace:
     with torch.no_grad():
         x_syn = gen(torch.randn(N, 1000, generator=g))
     teacher = _trained_like(ref, g)
-    student = copy.deepcopy(teacher)
-    with torch.no_grad():
-        for p in student.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    student.train()
+    student = perturbed_copy(teacher, g).train()
     s = SimpleNamespace(ref_teacher=teacher, ref_student=student, ref_gen=gen, x_syn=x_syn,
                         student_state=copy.deepcopy(student.state_dict()),
                         x=torch.randn(N, 3, 32, 32, generator=g), y=torch.randint(PAST, SEEN, (N,), generator=g))
@@ -125,15 +116,15 @@ def _replay_inputs(s: SimpleNamespace):
 # Update steps of task 3
 
 
-@pytest.mark.parametrize("method, ref_module, ref_cls, mu, over", [
-    ("base", "default", "NormalNN", 1.0, {}),
-    ("lwf", "kd", "LWF", 1.0, {}),
-    ("lwf_mc", "kd", "LWF_MC", 1.0, {"train__lwf_mc_bce": "reference"}),
-    ("lwf_mc", "kd", "LWF_MC", 1.0, {"train__lwf_mc_bce": "stable"}),
+@pytest.mark.parametrize("method, ref_module, ref_cls, over", [
+    ("base", "default", "NormalNN", {}),
+    ("lwf", "kd", "LWF", {}),
+    ("lwf_mc", "kd", "LWF_MC", {"train__lwf_mc_bce": "reference"}),
+    ("lwf_mc", "kd", "LWF_MC", {"train__lwf_mc_bce": "stable"}),
 ])
-def test_task3_step_of_the_real_data_methods(ref, s3, method, ref_module, ref_cls, mu, over):
-    """Targets over the ten classes of two old tasks, the new head block 10-14."""
-    L = _ref_learner(ref, getattr(getattr(ref, ref_module), ref_cls), s3, mu=mu)
+def test_task3_step_of_the_real_data_methods(ref, s3, method, ref_module, ref_cls, over):
+    """Targets over the ten classes of two old tasks, the new head block 10-14 (μ = 1, as the reference)."""
+    L = _ref_learner(ref, getattr(getattr(ref, ref_module), ref_cls), s3, mu=1.0)
     if method == "base":
         loss, _ = L.update_model(s3.x.clone(), s3.y)
     else:
@@ -155,10 +146,7 @@ def test_task3_abd_step_all_terms_task_balancing_and_bn_statistics(ref, s3):
     """ABD with two old tasks: task balancing at 10/15 for the old classes, local CE over 10-14,
     feature distillation through θ(2)'s head, and the running statistics of both train forwards."""
     L = _ref_learner(ref, ref.datafree.AlwaysBeDreaming, s3, mu=0.1)
-    L.previous_teacher = ref.helper.Teacher(
-        solver=s3.ref_teacher, generator=s3.ref_gen, gen_opt=torch.optim.Adam(s3.ref_gen.parameters(), lr=0.0),
-        img_shape=(-1, 3, 32, 32), iters=0, class_idx=np.arange(PAST), deep_inv_params=L.config["deep_inv_params"],
-        train=False, config=L.config)
+    L.previous_teacher = reference_teacher(ref, s3.ref_teacher, s3.ref_gen, PAST, L.config)
     x_com, y_com, y_hat, kd_index = _replay_inputs(s3)
     loss, *_ = L.update_model(x_com, y_com, y_hat, kd_index=kd_index)
     ours = _our_step("abd", s3, _cfg())
@@ -236,14 +224,6 @@ def test_task3_rdfcil_loss_equals_its_formulas(s3, finetuning):
 # The inversion and the replay batch of task 3
 
 
-def _ref_teacher(ref, solver, gen, opt, classes: int, cfg: dict):
-    t = ref.helper.Teacher(solver=solver, generator=gen, gen_opt=opt, img_shape=(-1, 3, 32, 32), iters=0,
-                           class_idx=np.arange(classes), deep_inv_params=cfg["deep_inv_params"], train=False,
-                           config=cfg)
-    t.smoothing.double()
-    return t
-
-
 def _adam_state(opt: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
     """Adam's moments and step count per parameter name."""
     return {k: {"exp_avg": opt.state[p]["exp_avg"], "exp_avg_sq": opt.state[p]["exp_avg_sq"],
@@ -279,7 +259,7 @@ def test_inversion_of_theta2_carries_the_generator_and_adam_state_from_task2(ref
     gen.load_state_dict(generator_state(ref_gen.state_dict()))
     start = {k: v.clone() for k, v in gen.state_dict().items()}
     for task, (theta, classes) in enumerate(zip(thetas, (T1, PAST), strict=True), start=2):
-        teacher = _ref_teacher(ref, copy.deepcopy(theta), ref_gen, ref_opt, classes, cfg)
+        teacher = reference_teacher(ref, copy.deepcopy(theta), ref_gen, classes, cfg, gen_opt=ref_opt)
         recorded = recording_backward(monkeypatch)
         torch.manual_seed(task)
         teacher.get_images(bs=N, epochs=3)
@@ -295,8 +275,7 @@ def test_inversion_of_theta2_carries_the_generator_and_adam_state_from_task2(ref
 def test_task3_replay_batch_equals_the_references_sample(ref, s3):
     """θ(2) labels the generator's images over its ten classes: the same images, labels and logits."""
     cfg = learner_config(HEADS, N, TASKS)
-    teacher = _ref_teacher(ref, s3.ref_teacher, s3.ref_gen, torch.optim.Adam(s3.ref_gen.parameters(), lr=0.0), PAST,
-                           cfg)
+    teacher = reference_teacher(ref, s3.ref_teacher, s3.ref_gen, PAST, cfg)
     torch.manual_seed(11)
     x, y, y_hat = teacher.sample(N, "cpu", return_scores=True)
     gen, _ = new_generator(_cfg(), torch.device("cpu"))
@@ -377,7 +356,7 @@ def test_abd_walks_tasks_1_to_3_as_the_reference(ref, monkeypatch):
         if task == len(TASKS):
             break
         # θ(task) frozen; the generator inverts it, carrying on from the previous inversion
-        ref_teacher = _ref_teacher(ref, copy.deepcopy(L.model), ref_gen, ref_opt, past, cfg_ref)
+        ref_teacher = reference_teacher(ref, copy.deepcopy(L.model), ref_gen, past, cfg_ref, gen_opt=ref_opt)
         recorded = recording_backward(monkeypatch)
         torch.manual_seed(50 + task)
         ref_teacher.get_images(bs=N, epochs=3)
