@@ -18,7 +18,7 @@ from typing import Any
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.presets import PRESETS as PRESET_TABLE
-from dfcil_core.lab.throughput import measure, preset_shape, replay_steps
+from dfcil_core.lab.throughput import measure, preset_shape, replay_steps, shaped_config
 from dfcil_core.method.runtime import configure, device_name
 
 PRESETS = ("paper-cifar100-10", "paper-tinyimagenet-20", "paper-imagenet50-5")
@@ -46,10 +46,7 @@ def measure_preset(preset: str, steps: int, warmup: int, device: str, max_batch:
     `max_batch` scaled by the ratio of the batch sizes (a CPU's step time grows with the images)."""
     shape, full = preset_shape(preset)
     bs = full if max_batch is None else min(full, max_batch)
-    cfg = config_mod.from_dict({**{k: v for k, v in shape.items() if k != "synthesis"},
-                                "train": {"batch_size": bs},
-                                "synthesis": {**shape["synthesis"], "batch_size": bs, "replay_batch_size": bs},
-                                "runtime": {"device": device, "progress": False}})
+    cfg = config_mod.from_dict(shaped_config(shape, bs, {"device": device, "progress": False}))
     with_dgr = _tables_have_dgr(cfg.data.dataset)
     steps_ = measure(cfg, steps, warmup)
     replay = replay_steps(cfg, steps, warmup, methods=("lwf_coreset", "dgr") if with_dgr else ("lwf_coreset",))

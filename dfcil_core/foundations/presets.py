@@ -79,18 +79,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 10, "milestones": [7, 9], "checkpoint_every": 5},
         "synthesis": {"steps": 500},
     },
-    # The many-task proxy: the same schedule over 4 tasks x 5 classes, so the generator, its Adam state,
-    # task balancing and the distillation carry on past task 2 (three inversions, three old-task heads).
-    "fidelity-proxy-4task": {
-        "name": "fidelity-proxy-4task",
-        "methods": ["abd", "rdfcil", "deepinversion", "lwf", "lwf_mc", "base"],
-        "rdfcil": {"finetune_epochs": 2},
-        "coreset": {"size": 20 * _PER_CLASS},
-        "data": {"n_tasks": 4, "num_classes": 20},
-        "train": {"epochs": 10, "milestones": [7, 9], "checkpoint_every": 5},
-        "synthesis": {"steps": 500},
-    },
 }
+# The many-task proxy: fidelity-proxy's schedule over 4 tasks x 5 classes, so the generator, its Adam
+# state, task balancing and the distillation carry on past task 2 (three inversions, three old tasks).
+PRESETS["fidelity-proxy-4task"] = {**copy.deepcopy(PRESETS["fidelity-proxy"]), "name": "fidelity-proxy-4task",
+                                   "data": {"n_tasks": 4, "num_classes": 20}}
 for _n in (5, 10, 20):
     # Table 1 (data-free, and DGR), and Tables 2 / B (a coreset of 2,000 images; ABD and the upper bound
     # beside them, as in the paper's tables).

@@ -61,20 +61,39 @@ def time_run(cfg: config_mod.Config, out: Path) -> dict[str, Any]:
     return {"wall_seconds": wall, "stage_seconds": stage_seconds, "metrics": metrics}
 
 
+def _frozen_teacher(cfg: config_mod.Config, past: int, new: int, device: torch.device) -> torch.nn.Module:
+    """A seeded θ over `past` classes (head rows for `past + new`), frozen, in eval mode."""
+    torch.manual_seed(0)
+    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, cfg.runtime).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _student(teacher: torch.nn.Module, new: int, rt: config_mod.RuntimeConfig, device: torch.device) -> torch.nn.Module:
+    """The teacher grown by `new` classes, trainable, in train mode, compiled where `rt` asks."""
+    student = copy.deepcopy(teacher)
+    student.grow(new)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return compile_features(prepare_model(student, device, rt).train(), rt, device)
+
+
+def shaped_config(shape: dict[str, Any], batch_size: int, runtime: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's config sections: `shape`'s dataset, network and generator (`preset_shape`; {} for
+    CIFAR-100's ResNet-32) at `batch_size` for training and replay, under `runtime`."""
+    return {**{k: v for k, v in shape.items() if k != "synthesis"}, "train": {"batch_size": batch_size},
+            "synthesis": {**shape.get("synthesis", {}), "batch_size": batch_size, "replay_batch_size": batch_size},
+            "runtime": runtime}
+
+
 def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
             new: int = 10) -> dict[str, Any]:
     """Seconds per step and images/s for (a), (b), (c) under `cfg.runtime`."""
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
-    torch.manual_seed(0)
-    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, rt).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = copy.deepcopy(teacher)
-    student.grow(new)
-    for p in student.parameters():
-        p.requires_grad_(True)
-    student = compile_features(prepare_model(student, device, rt).train(), rt, device)
+    teacher = _frozen_teacher(cfg, past, new, device)
+    student = _student(teacher, new, rt, device)
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -121,20 +140,13 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
 
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
-    torch.manual_seed(0)
-    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, rt).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher = _frozen_teacher(cfg, past, new, device)
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
     out: dict[str, Any] = {}
     for method in ("base", *methods):
-        student = copy.deepcopy(teacher)
-        student.grow(new)
-        for p in student.parameters():
-            p.requires_grad_(True)
-        student = compile_features(student.train(), rt, device)
+        student = _student(teacher, new, rt, device)
         learner = make_learner(method, cfg)
         learner.blocks = [(0, past)]
         augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter,
@@ -173,10 +185,7 @@ def run_benchmark(steps: int = 10, warmup: int = 3, batch_size: int = 128, devic
     """Eager baseline vs our runtime defaults, with `compile_model` / `runtime` overrides for ours;
     `shape` (from `preset_shape`): another dataset's images and network than CIFAR-100's ResNet-32."""
     shape = shape or {}
-    base = {"train": {"batch_size": batch_size},
-            "synthesis": {**shape.get("synthesis", {}), "batch_size": batch_size, "replay_batch_size": batch_size},
-            "runtime": {"device": device, "progress": False},
-            **{k: v for k, v in shape.items() if k != "synthesis"}}
+    base = shaped_config(shape, batch_size, {"device": device, "progress": False})
     ours_rt = {**base["runtime"], "compile": compile_model, **(runtime or {})}
     ours = config_mod.from_dict({**base, "runtime": ours_rt})
     eager = config_mod.from_dict({**base, "runtime": {**base["runtime"], "amp": False, "channels_last": False}})

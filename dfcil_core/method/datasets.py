@@ -222,10 +222,15 @@ def _decode(paths: list[Path], side: int | None, what: str) -> np.ndarray:
     return out
 
 
+# The releases' folders under the data root
+TINY_IMAGENET_DIR = Path("tiny-imagenet", "tiny-imagenet-200")
+IMAGENET_DIR = Path("ilsvrc")
+
+
 def _load_tinyimagenet(root: Path, only: set[int] | None) -> tuple[ImageArrays, ImageArrays]:
     """The tiny-imagenet-200 release: sorted wnids as class ids; train images per class sorted by
     name (the authors' walk takes the filesystem's order); val images in val_annotations.txt's order."""
-    base = root / "tiny-imagenet" / "tiny-imagenet-200"
+    base = root / TINY_IMAGENET_DIR
     train_dir, val_dir = base / "train", base / "val"
     if not train_dir.is_dir():
         raise DfcilError(f"tinyimagenet: {train_dir} not found (set ${DATA_ROOT_ENV} to the folder holding "
@@ -269,7 +274,7 @@ def _wnid_names(words: Path, wnids: list[str]) -> list[str]:
 def _load_imagenet(root: Path, only: set[int] | None) -> tuple[ImageArrays, ImageArrays]:
     """ILSVRC train / val folders of one subfolder per wnid: sorted wnids as class ids; only the
     classes in `only` are decoded."""
-    base = root / "ilsvrc"
+    base = root / IMAGENET_DIR
     train_dir, val_dir = base / "train", base / "val"
     for d in (train_dir, val_dir):
         if not d.is_dir():
@@ -295,8 +300,8 @@ def class_count(name: str, root: str | None) -> int:
     """How many classes the dataset has, without decoding an image (the folders' subfolders)."""
     r = data_root(root)
     if name in ("cifar100", "cifar10"):
-        return 100 if name == "cifar100" else 10
-    folder = {"tinyimagenet": r / "tiny-imagenet" / "tiny-imagenet-200" / "train", "imagenet50": r / "ilsvrc" / "train",
+        return DATASETS[name].classes
+    folder = {"tinyimagenet": r / TINY_IMAGENET_DIR / "train", "imagenet50": r / IMAGENET_DIR / "train",
               "imagefolder": r / "train"}[name]
     if not folder.is_dir():
         raise DfcilError(f"{name}: {folder} not found (set ${DATA_ROOT_ENV} or data.root)")
