@@ -98,6 +98,7 @@ def test_methods_command_prints_the_registry(capsys):
     assert list(rows) == list(registry.METHODS)
     assert rows["abd"].split()[:4] == ["abd", "ABD", "own", "inverted"]
     assert rows["lwf"].split()[:4] == ["lwf", "LwF", "shared", "none"]
+    assert rows["dgr"].split() == ["dgr", "DGR", "own", "generative", "dgr.*"]  # the longest replay kind fits
     assert lines[lines.index(rows["abd"]) + 1].strip() == registry.METHODS["abd"].equations
 
 

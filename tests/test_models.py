@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
-from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.models import Generator, IncrementalClassifier, distillation_teacher
+from tests.step_equivalence import randomise_bn
 
 
 def test_resnet32_structure_and_features():
@@ -45,3 +49,28 @@ def test_generator_shapes_and_layers():
     assert g.fc.out_features == 128 * 8 * 8
     assert Generator(100, 64).sample(2).shape == (2, 3, 64, 64)
     assert Generator(100, 224).sample(2).shape == (2, 3, 224, 224)
+
+
+@pytest.mark.parametrize("arch,size,shortcut", [("resnet32", 32, "A"), ("resnet32", 32, "B"), ("resnet18", 64, "B"),
+                                                ("resnet18", 128, "B")])
+def test_distillation_teacher_folds_every_bn_and_keeps_the_function(arch, size, shortcut):
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    m = IncrementalClassifier(arch, size, 6, head_size=10, shortcut=shortcut).double()
+    randomise_bn(m, gen)
+    with torch.no_grad():  # non-trivial γ, β, so the fold's scale and shift both matter
+        for bn in (b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5, generator=gen)
+            bn.bias.uniform_(-0.3, 0.3, generator=gen)
+    m.eval()
+    x = torch.randn(3, 3, size, size, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        want_logits, want_feats = m.forward_with_features(x)
+    folded = distillation_teacher(copy.deepcopy(m))
+    assert not any(isinstance(b, torch.nn.BatchNorm2d) for b in folded.modules())
+    assert not folded.training and not any(p.requires_grad for p in folded.parameters())
+    with torch.no_grad():
+        got_logits, got_feats = folded.forward_with_features(x)
+    torch.testing.assert_close(got_feats, want_feats, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_logits, want_logits, rtol=1e-12, atol=1e-12)
+    assert torch.equal(folded.head.weight, m.head.weight)  # ABD's feature KD reads the old head rows

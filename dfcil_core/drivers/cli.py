@@ -152,10 +152,10 @@ def _methods(_args: argparse.Namespace) -> int:
     """The method registry as a table: what each key runs, after which paper, and what varies it."""
     from dfcil_core.foundations.registry import METHODS
 
-    print(f"{'key':<14}{'paper':<17}{'task 1':<10}{'replays':<10}switches")
+    print(f"{'key':<14}{'paper':<17}{'task 1':<10}{'replays':<12}switches")
     for key, m in METHODS.items():
         first = "shared" if m.shares_first_task else "own"
-        print(f"{key:<14}{m.name:<17}{first:<10}{m.replay:<10}{m.switches or '-'}\n{'':<14}{m.equations}")
+        print(f"{key:<14}{m.name:<17}{first:<10}{m.replay:<12}{m.switches or '-'}\n{'':<14}{m.equations}")
     return 0
 
 

@@ -18,7 +18,7 @@ from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.learners import make_learner
-from dfcil_core.method.models import Generator, new_classifier
+from dfcil_core.method.models import Generator, distillation_teacher, new_classifier
 from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model
 from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_step, new_generator, prior_kernel
 from dfcil_core.method.training import make_batch, make_optimizer, train_step
@@ -94,6 +94,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
     student = _student(teacher, new, rt, device)
+    kd_teacher = distillation_teacher(copy.deepcopy(teacher))  # as the training stage distils from it
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -106,7 +107,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
         train_step(student, ce, make_batch(x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp)
 
     def abd_step() -> None:
-        b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, generator)
+        b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, kd_teacher, generator)
         train_step(student, abd, b, opt, device, rt.amp)
 
     gen_train, gopt = new_generator(cfg, device)
@@ -141,6 +142,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
+    kd_teacher = distillation_teacher(copy.deepcopy(teacher))
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
@@ -159,7 +161,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
         opt, _ = make_optimizer(student, cfg, 1, device)
 
         def step(learner=learner, student=student, opt=opt, replayer=replayer, augment=augment) -> None:
-            b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, replayer, bs)
+            b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, kd_teacher, replayer, bs)
             train_step(student, learner, b, opt, device, rt.amp)
             learner.after_step(student, b, gen)
 
