@@ -7,6 +7,14 @@
     python benchmarks/fidelity_table.py outputs/proxy/* --runs-csv benchmarks/fidelity-runs.csv   # and check our rows in
     python benchmarks/fidelity_table.py benchmarks/fidelity-runs.csv   # the table again, from the checked-in rows
 
+The many-task proxy (4 tasks x 5 classes) goes the same way; its rows carry `tasks` = 4 and A_{t,1:t}
+after every task, and meet only the reference's 4-task rows (one table per task count):
+
+    TASKS=4 CLASSES=5 REFERENCE_OUT=outputs/reference-4task bash benchmarks/reference_proxy.sh 2
+    python benchmarks/fidelity_table.py --reference outputs/reference-4task \
+        --command "TASKS=4 CLASSES=5 REFERENCE_OUT=outputs/reference-4task bash benchmarks/reference_proxy.sh 2"
+    dfcil run --preset fidelity-proxy-4task -S seed=S -S train_seed=T --out outputs/proxy4/sS-tT
+
 Each reference row and each of our runs names its device class; a run is compared with the reference
 row of its own class where one exists, and a value from another class is marked †.
 

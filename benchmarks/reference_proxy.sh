@@ -3,7 +3,8 @@
 # table: CIFAR-100, 2 tasks x 10 classes, 10 epochs/task (lr x0.1 at 7 and 9), 500 generator steps,
 # batch 128, each learner with its own task 1, for class-order seeds 0..R-1 (R = $1, default 2), or
 # FIRST..R-1 with FIRST = $2 (seeds whose rows are already in benchmarks/reference-proxy.csv);
-# REFERENCE_METHODS="abd lwf" runs a subset; the replay comparisons (rehearsal lwf_coreset e2e bic dgr)
+# REFERENCE_METHODS="abd lwf" runs a subset; TASKS=4 CLASSES=5 runs the many-task proxy (4 tasks x 5
+# classes, the `fidelity-proxy-4task` preset) instead of 2 x 10; the replay comparisons (rehearsal lwf_coreset e2e bic dgr)
 # keep a coreset of 400 images (20 per class, the paper's 2,000 of 100 classes) and run through
 # benchmarks/reference_run.py, which builds BiC's bias layer on the CPU.
 # Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT: outputs/reference unless
@@ -14,14 +15,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-2}
 FIRST=${2:-0}
-TASKS=2
+TASKS=${TASKS:-2}
+CLASSES=${CLASSES:-10}
 REF=${DFCIL_REFERENCE:-../shared/reference}
 DATA=${DFCIL_DATA_ROOT:-../shared/data}
 PY=${PYTHON:-.venv/bin/python}
 OUT_ROOT=${REFERENCE_OUT:-outputs/reference}
 mkdir -p "$OUT_ROOT"
 common=(--dataset CIFAR100 --dataroot "$DATA" --gpuid -1 --workers 2 --train_aug --rand_split
-        --first_split_size 10 --other_split_size 10 --max_task "$TASKS" --schedule 7 9 10 --schedule_type decay
+        --first_split_size "$CLASSES" --other_split_size "$CLASSES" --max_task "$TASKS" --schedule 7 9 10 --schedule_type decay
         --batch_size 128 --optimizer SGD --lr 0.1 --momentum 0.9 --weight_decay 0.0002 --memory 0
         --model_name resnet32 --model_type resnet --overwrite 0)
 gen=(--gen_model_name CIFAR_GEN --gen_model_type generator --power_iters 500 --deep_inv_params 1e-3 5e1 1e-3 1e3 1)

@@ -32,10 +32,11 @@ def _dfcil_run(root, seed: int, train_seed: int, method: str, a: list[list[float
     """What `evaluate` leaves for the reference check: metrics.json, the accuracy matrix, runs.csv."""
     (root / "results").mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"method": method, "device_class": device}]).to_csv(root / "results" / "runs.csv", index=False)
-    m = AccuracyMatrix.from_rows(a, [1000, 1000])
+    m = AccuracyMatrix.from_rows(a, [1000] * len(a))
     atomic_io.write_json(root / "eval" / method / "accuracy_matrix.json", m.to_dict())
+    last = len(a) - 1
     atomic_io.write_json(root / "metrics.json", {"seed": seed, "train_seed": train_seed, "methods": {
-        method: {"a_n": m.seen_accuracy(1), "old_acc": a[1][0], "new_acc": a[1][1]}}})
+        method: {"a_n": m.seen_accuracy(last), "old_acc": float(np.mean(a[last][:last])), "new_acc": a[last][last]}}})
 
 
 def test_reference_rows_read_pt_yaml(tmp_path):
@@ -47,14 +48,42 @@ def test_reference_rows_read_pt_yaml(tmp_path):
     assert rows[rows.seed == 1].iloc[0].a_n == 30.0
 
 
+def test_many_task_rows_carry_every_task_and_meet_only_their_own_protocol(tmp_path):
+    # the reference over 4 tasks: A_{t,1:t} is the mean of pt's column t (equal task test sets)
+    a = [[60.0, 30.0, 20.0, 14.0], [0.0, 50.0, 24.0, 10.0], [0.0, 0.0, 40.0, 12.0], [0.0, 0.0, 0.0, 36.0]]
+    _reference_log(tmp_path / "ref", "abd", [a])
+    ref = fidelity.reference_rows(tmp_path / "ref")
+    r = ref.iloc[0]
+    assert r.tasks == 4 and r.a_by_task == "60.00/40.00/28.00/18.00"  # (30+50)/2, (20+24+40)/3, (14+10+12+36)/4
+    assert (r.task1_acc, r.old_acc, r.new_acc, r.a_n) == (60.0, 12.0, 36.0, 18.0)
+    ref = pd.concat([ref.assign(device_class="unknown"),
+                     pd.DataFrame([{**_ref_row("abd", 99.0, "unknown")}])], ignore_index=True)  # a 2-task row
+    for t, shift in enumerate((0.0, 2.0, 4.0)):  # ours: A_t2 41, 43, 45 (mean 43, std 2 -> band 4)
+        _dfcil_run(tmp_path / str(t), 0, t, "abd", [[61.0], [31.0 + 2 * shift, 51.0], [20.0, 24.0, 40.0],
+                                                    [14.0, 10.0, 12.0, 36.0 + shift]])
+    ours = fidelity.dfcil_rows([tmp_path / str(t) for t in range(3)])
+    assert list(ours.tasks) == [4, 4, 4] and ours.a_by_task.iloc[0] == "61.00/41.00/28.00/18.00"
+    table = fidelity.compare(ours, ref).set_index("metric")
+    assert list(table.index) == ["task1_acc", "a_t2", "a_t3", "a_n", "old_acc", "new_acc"]
+    assert table.loc["a_t2", "ours_mean"] == pytest.approx(43.0) and table.loc["a_t2", "band"] == pytest.approx(4.0)
+    assert table.loc["a_t2", "reference"] == 40.0 and table.loc["a_t2", "pass"]  # 3 away, within 4
+    assert table.loc["a_n", "reference"] == 18.0  # the 4-task reference row, never the 2-task one (99)
+    _dfcil_run(tmp_path / "two", 0, 0, "abd", [[70.0], [40.0, 60.0]])
+    both = fidelity.compare(fidelity.dfcil_rows([tmp_path / "0", tmp_path / "two"]), ref)
+    assert both[(both.tasks == 2) & (both.metric == "a_n")].reference.iloc[0] == 99.0
+    text = fidelity.markdown(both)
+    assert text.index("**2 tasks**") < text.index("**4 tasks**") and "a_t3: ours / ref" in text
+
+
 def test_band_is_max_of_3_points_and_2_std(tmp_path):
     runs = []
     for t, (old, new) in enumerate([(20.0, 60.0), (24.0, 60.0), (22.0, 60.0)]):  # a_n 40, 42, 41: std 1
         _dfcil_run(tmp_path / str(t), 0, t, "abd", [[70.0 + t], [old, new]])
         runs.append(tmp_path / str(t))
     ours = fidelity.dfcil_rows(runs)
-    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 68.5,
-                         "old_acc": 30.0, "new_acc": 60.0, "a_n": 44.5, "device_class": "unknown"}])
+    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "tasks": 2,
+                         "task1_acc": 68.5, "old_acc": 30.0, "new_acc": 60.0, "a_n": 44.5, "a_by_task": "68.50/44.50",
+                         "device_class": "unknown"}])
     table = fidelity.compare(ours, ref).set_index("metric")
     assert table.loc["a_n", "ours_mean"] == pytest.approx(41.0) and table.loc["a_n", "ours_std"] == pytest.approx(1.0)
     assert table.loc["a_n", "band"] == 3.0 and not table.loc["a_n", "pass"]  # 44.5 is 3.5 away
@@ -77,8 +106,9 @@ def test_runs_evaluated_at_task_1_only_fill_the_task1_cell(tmp_path):
                        "device_class": "cpu AVX2 | 2 threads | torch 2.14.1"})
     ours = fidelity.dfcil_rows([tmp_path / str(t) for t in range(3)])
     assert len(ours) == 6 and ours.a_n.isna().all()
-    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "task1_acc": 70.0,
-                         "old_acc": 46.9, "new_acc": 50.4, "a_n": 48.65, "device_class": "unknown"}])
+    ref = pd.DataFrame([{"source": "reference", "method": "abd", "seed": 0, "train_seed": 0, "tasks": 2,
+                         "task1_acc": 70.0, "old_acc": 46.9, "new_acc": 50.4, "a_n": 48.65, "a_by_task": "70.00/48.65",
+                         "device_class": "unknown"}])
     table = fidelity.compare(ours, ref)
     assert set(table.metric) == {"task1_acc"}  # no later cells to compare
     abd = table[table.method == "abd"].iloc[0]
@@ -117,9 +147,9 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     rows = fidelity.reference_rows(tmp_path / "ref")
     assert list(rows.seed) == [1] and rows.iloc[0].a_n == pytest.approx(28.2)
     csv = tmp_path / "reference-proxy.csv"
-    pd.DataFrame([{"source": "reference", "method": "base", "seed": 0, "train_seed": 0, "task1_acc": 67.8,
-                   "old_acc": 0.0, "new_acc": 65.9, "a_n": 32.95, "device_class": "unknown", "date": "2026-11-29",
-                   "command": "x"}]).to_csv(csv, index=False)
+    pd.DataFrame([{"source": "reference", "method": "base", "seed": 0, "train_seed": 0, "tasks": 2, "task1_acc": 67.8,
+                   "old_acc": 0.0, "new_acc": 65.9, "a_n": 32.95, "a_by_task": "67.80/32.95", "device_class": "unknown",
+                   "date": "2026-11-29", "command": "x"}]).to_csv(csv, index=False)
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
     subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
                    check=True, capture_output=True)
@@ -147,8 +177,9 @@ AVX512 = "cpu AVX512 | 2 threads | torch 2.14.1"
 
 
 def _ref_row(method: str, a_n: float, device: str) -> dict:
-    return {"source": "reference", "method": method, "seed": 0, "train_seed": 0, "task1_acc": 70.0,
-            "old_acc": a_n - 10, "new_acc": a_n + 10, "a_n": a_n, "device_class": device, "date": "d", "command": "c"}
+    return {"source": "reference", "method": method, "seed": 0, "train_seed": 0, "tasks": 2, "task1_acc": 70.0,
+            "old_acc": a_n - 10, "new_acc": a_n + 10, "a_n": a_n, "a_by_task": f"70.00/{a_n:.2f}", "device_class": device,
+            "date": "d", "command": "c"}
 
 
 def _dfcil_run_on(root, train_seed: int, device: str, a: list[list[float]], sha: str = "abc1234") -> Path:

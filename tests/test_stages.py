@@ -120,7 +120,8 @@ def test_first_task_accuracy_is_the_first_matrix_cell(tiny_run):
     for m in cfg.methods:
         a = AccuracyMatrix.from_dict(json.loads((out / "eval" / m / "accuracy_matrix.json").read_text()))
         assert acc[m] == a.values[0, 0]
-    assert json.loads((out / "eval" / "first_task.json").read_text())["task1_acc"] == acc
+    first = json.loads((out / "eval" / "first_task.json").read_text())
+    assert first["task1_acc"] == acc and first["tasks"] == cfg.data.n_tasks  # its protocol, for the fidelity table
     split_only = out.parent / (out.name + "-split-only")  # the run's split, no model yet
     shutil.copytree(out / "split", split_only / "split", dirs_exist_ok=True)
     with pytest.raises(DfcilError, match=r"no θ\(1\) of abd to evaluate; train task 1 first"):

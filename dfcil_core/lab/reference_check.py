@@ -24,12 +24,33 @@ from dfcil_core.method.metrics import AccuracyMatrix
 from dfcil_core.run.artifacts import read_stage_log
 from dfcil_core.run.results_table import read_runs
 
-COLUMNS = ["source", "method", "seed", "train_seed", "task1_acc", "old_acc", "new_acc", "a_n"]
+# `tasks`: the protocol's task count (2-task and many-task rows are never compared with each other);
+# `a_by_task`: A_{t,1:t} after every task, "/"-joined (the many-task table's cells).
+COLUMNS = ["source", "method", "seed", "train_seed", "tasks", "task1_acc", "old_acc", "new_acc", "a_n", "a_by_task"]
 # Our per-run rows also name the device class and the commit that evaluated them (a durable record:
 # `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
 RUN_COLUMNS = [*COLUMNS, "device_class", "commit"]
-METRICS = ["task1_acc", "a_n", "old_acc", "new_acc"]
 MIN_POINTS, K_STD = 3.0, 2.0
+
+
+def curve_text(values: list[float]) -> str:
+    """A_{t,1:t} for t = 1..T as the `a_by_task` cell."""
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def metrics_for(tasks: int) -> list[str]:
+    """The compared cells of a T-task protocol: task 1, A_{t,1:t} after each middle task (`a_t2`, ...),
+    A_N, and old / new class accuracy after the last task."""
+    return ["task1_acc", *(f"a_t{t}" for t in range(2, tasks)), "a_n", "old_acc", "new_acc"]
+
+
+def _with_middle_tasks(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with a column `a_t<t>` for every middle task t, read from `a_by_task` (NaN where absent)."""
+    rows = rows.copy()
+    curves = [[float(v) for v in str(c).split("/")] if isinstance(c, str) and c else [] for c in rows["a_by_task"]]
+    for t in range(2, int(rows["tasks"].max()) if len(rows) else 2):
+        rows[f"a_t{t}"] = [c[t - 1] if len(c) >= t else np.nan for c in curves]
+    return rows
 
 
 def reference_rows(log_root: Path) -> pd.DataFrame:
@@ -48,9 +69,10 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
             if np.isnan(a).all():  # a placeholder trial (reference_proxy.sh started at a later seed)
                 continue
             old = float(a[:last, last].mean()) if last > 0 else float("nan")
-            rows.append({"source": "reference", "method": method, "seed": r, "train_seed": r,
+            rows.append({"source": "reference", "method": method, "seed": r, "train_seed": r, "tasks": last + 1,
                          "task1_acc": float(a[0, 0]), "old_acc": old, "new_acc": float(a[last, last]),
-                         "a_n": float(a[: last + 1, last].mean())})
+                         "a_n": float(a[: last + 1, last].mean()),
+                         "a_by_task": curve_text([float(a[: t + 1, t].mean()) for t in range(last + 1)])})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -72,14 +94,17 @@ def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
             for method, summary in doc["methods"].items():
                 a = AccuracyMatrix.from_dict(atomic_io.read_json(out / "eval" / method / "accuracy_matrix.json"))
                 rows.append({"source": "dfcil", "method": method, "seed": doc["seed"], "train_seed": doc["train_seed"],
-                             "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
+                             "tasks": a.n_tasks, "task1_acc": float(a.values[0, 0]), "old_acc": summary["old_acc"],
                              "new_acc": summary["new_acc"], "a_n": summary["a_n"],
-                             "device_class": devices[method], "commit": commit})
+                             "a_by_task": curve_text(a.seen_curve()), "device_class": devices[method],
+                             "commit": commit})
                 done.add(method)
         if first_task.is_file():
             doc = atomic_io.read_json(first_task)
+            # first_task.json files older than its `tasks` key all came from the 2-task proxy
             rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
-                      "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan, "a_n": np.nan,
+                      "tasks": doc.get("tasks", 2), "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan,
+                      "a_n": np.nan, "a_by_task": "",
                       "device_class": doc["device_class"], "commit": _commit(out, "evaluate_first_task")}
                      for m, acc in doc["task1_acc"].items() if m not in done]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -100,25 +125,26 @@ def read_run_rows(path: Path) -> pd.DataFrame:
 
 
 def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """`old` with `new` added; a run of the same (method, class order, training seed, device class)
-    is replaced by the new one, never counted twice."""
-    key = ["method", "seed", "train_seed", "device_class"]
+    """`old` with `new` added; a run of the same (protocol's task count, method, class order, training
+    seed, device class) is replaced by the new one, never counted twice."""
+    key = ["tasks", "method", "seed", "train_seed", "device_class"]
     both = pd.concat([old, new], ignore_index=True) if len(old) else new
     return both.drop_duplicates(key, keep="last").sort_values(key, ignore_index=True)
 
 
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, class-order seed) and metric: our mean ± std over training seeds, the reference's
-    value and whether it lies within max(3 points, 2 std) of our mean."""
-    ours = ours.assign(device_class=ours["device_class"].fillna(UNKNOWN).astype(str))
-    reference = reference.assign(device_class=reference["device_class"].fillna(UNKNOWN).astype(str))
+    """Per (task count, method, class-order seed) and cell (`metrics_for`): our mean ± std over training
+    seeds, the reference's value on the same protocol and whether it lies within max(3 points, 2 std)
+    of our mean."""
+    ours = _with_middle_tasks(ours.assign(device_class=ours["device_class"].fillna(UNKNOWN).astype(str)))
+    reference = _with_middle_tasks(reference.assign(device_class=reference["device_class"].fillna(UNKNOWN).astype(str)))
     out = []
-    for (device, method, seed), g in ours.groupby(["device_class", "method", "seed"], sort=True):
-        ref = reference[(reference.method == method) & (reference.seed == seed)]
+    for (device, tasks, method, seed), g in ours.groupby(["device_class", "tasks", "method", "seed"], sort=True):
+        ref = reference[(reference.method == method) & (reference.seed == seed) & (reference.tasks == tasks)]
         mine = ref[ref.device_class == device]
         ref = mine if len(mine) else ref.sort_values("device_class")  # another class's value: marked below
         ref_device = str(ref.device_class.iloc[0]) if len(ref) else ""
-        for metric in METRICS:
+        for metric in metrics_for(int(tasks)):
             vals = g[metric].to_numpy(float)
             vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
             if len(vals) == 0:
@@ -127,9 +153,9 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
             std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
             ref_val = float(ref[metric].iloc[0]) if len(ref) else float("nan")
-            passed = bool(abs(ref_val - mean) <= band) if len(ref) else None
-            out.append({"device_class": device, "method": method, "seed": int(seed), "metric": metric,
-                        "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
+            passed = bool(abs(ref_val - mean) <= band) if len(ref) and not np.isnan(ref_val) else None
+            out.append({"device_class": device, "tasks": int(tasks), "method": method, "seed": int(seed),
+                        "metric": metric, "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
                         "reference_device": ref_device, "other_device": _differ(device, ref_device),
                         "band": band, "pass": passed})
     return pd.DataFrame(out)
@@ -141,15 +167,20 @@ def _differ(device: str, ref_device: str) -> bool:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The fidelity table: one row per (method, seed), each metric as `ours (± std) / reference`; `runs`
-    counts our runs behind the task-1 cell and behind the later cells (a run may stop after task 1)."""
+    """The fidelity table, one per protocol task count: one row per (method, seed), each cell as
+    `ours (± std) / reference`; `runs` counts our runs behind the task-1 cell and behind the later
+    cells (a run may stop after task 1)."""
+    if len(table) and table["tasks"].nunique() > 1:
+        return "\n\n".join(f"**{tasks} tasks**\n\n" + markdown(g)
+                           for tasks, g in table.groupby("tasks", sort=True))
+    metrics = metrics_for(int(table["tasks"].iloc[0]) if len(table) else 2)
     several = table["device_class"].nunique() > 1 if len(table) else False
     lines = ["| method | class-order seed | runs (task 1 / all tasks) | "
-             + " | ".join(f"{m}: ours / ref" for m in METRICS) + " |",
-             "|---|---|---|" + "---|" * len(METRICS)]
+             + " | ".join(f"{m}: ours / ref" for m in metrics) + " |",
+             "|---|---|---|" + "---|" * len(metrics)]
     for (device, method, seed), g in table.groupby(["device_class", "method", "seed"], sort=True):
         cells = []
-        for metric in METRICS:
+        for metric in metrics:
             if not (g.metric == metric).any():
                 cells.append("not run")
                 continue

@@ -75,7 +75,7 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
     if not result:
         raise DfcilError(f"{out}: no θ(1) of {', '.join(methods or cfg.methods)} to evaluate; train task 1 first")
     atomic_io.write_json(lay.eval_dir() / "first_task.json", {
-        "seed": cfg.seed, "train_seed": cfg.training_seed, "task1_acc": result,
+        "seed": cfg.seed, "train_seed": cfg.training_seed, "tasks": cfg.data.n_tasks, "task1_acc": result,
         "device_class": device_fingerprint(device)["device_class"]})
     write_stage_log(out, "evaluate_first_task", device=device_name(device))
     return result
