@@ -74,3 +74,14 @@ def test_distillation_teacher_folds_every_bn_and_keeps_the_function(arch, size, 
     torch.testing.assert_close(got_feats, want_feats, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-12, atol=1e-12)
     assert torch.equal(folded.head.weight, m.head.weight)  # ABD's feature KD reads the old head rows
+
+
+def test_teacher_forward_costs_times_the_teacher_the_training_stage_distils_from():
+    from dfcil_core.foundations import config
+    from dfcil_core.lab.throughput import teacher_forward_costs
+
+    cfg = config.from_dict({"train": {"batch_size": 8}, "runtime": {"device": "cpu", "progress": False}})
+    r = teacher_forward_costs(cfg, steps=1, warmup=0)
+    assert r["folded_max_rel_dev"] < 1e-5 < r["bf16_max_rel_dev"]  # folding: rounding only; bf16: 8 mantissa bits
+    for kind in ("bn", "folded", "folded_bf16"):
+        assert r[f"kd_ratio_{kind}"] == pytest.approx((r["ce_step"] + r[f"teacher_{kind}"]) / r["ce_step"])

@@ -142,6 +142,13 @@ def _throughput(args: argparse.Namespace) -> int:
         base = result["replay_steps"]["base_step"]["seconds_per_step"]
         print(f"replay comparisons, batch {bs} (ours): Base {base:.3f} s/step; " + ", ".join(
             f"{m} {r:.2f}x" for m, r in result["replay_steps"]["ratio_to_base"].items()))
+        from dfcil_core.lab.throughput import teacher_forward_costs
+
+        tc = result["teacher_forward"] = teacher_forward_costs(cfg, steps, warmup)
+        print(f"teacher forward, batch {bs}: with BN {tc['teacher_bn']:.3f} s, BN folded (ours) "
+              f"{tc['teacher_folded']:.3f} s, folded in bf16 {tc['teacher_folded_bf16']:.3f} s (not used; logits "
+              f"off by {tc['bf16_max_rel_dev']:.1e} of their largest); CE step + forward / CE step: "
+              f"{tc['kd_ratio_bn']:.2f}x, {tc['kd_ratio_folded']:.2f}x, {tc['kd_ratio_folded_bf16']:.2f}x")
     atomic_io.write_json(args.out, result)
     print(f"written: {args.out}")
     return 0

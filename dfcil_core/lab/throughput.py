@@ -171,6 +171,43 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     return out
 
 
+def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
+                          new: int = 10) -> dict[str, Any]:
+    """What the frozen teacher's forward adds to a step, side by side: Base's CE step on a batch of
+    `train.batch_size`, and the teacher's forward on that batch as it was (eval-mode BatchNorm), as the
+    training stage runs it (`distillation_teacher`: BN folded) and, for comparison only, that one under
+    bfloat16 autocast, with the largest deviation of its logits from the float32 ones (relative to their
+    largest magnitude). `kd_ratio_*`: (CE step + forward) / CE step, the floor of a distilling step."""
+    device = configure(cfg.runtime)
+    rt, bs = cfg.runtime, cfg.train.batch_size
+    teacher = _frozen_teacher(cfg, past, new, device)
+    student = _student(teacher, new, rt, device)
+    folded = distillation_teacher(copy.deepcopy(teacher))
+    gen = torch.Generator(device=device).manual_seed(0)
+    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, past + new, (bs,), device=device)
+    augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
+    x = augment(x_u8, gen)
+    opt, _ = make_optimizer(student, cfg, 1, device)
+    ce = make_learner("base", cfg)
+
+    def forward(model: torch.nn.Module, low: bool = False) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=low):
+            return model.forward_with_features(x)[0].float()
+
+    out: dict[str, Any] = {"ce_step": _time(lambda: train_step(student, ce, make_batch(
+        x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp), steps, warmup, device)}
+    for name, fn in (("teacher_bn", lambda: forward(teacher)), ("teacher_folded", lambda: forward(folded)),
+                     ("teacher_folded_bf16", lambda: forward(folded, low=True))):
+        out[name] = _time(fn, steps, warmup, device)
+        out[f"kd_ratio_{name.removeprefix('teacher_')}"] = (out["ce_step"] + out[name]) / out["ce_step"]
+    ref = forward(teacher)
+    scale = float(ref.abs().max())
+    out["folded_max_rel_dev"] = float((forward(folded) - ref).abs().max()) / scale
+    out["bf16_max_rel_dev"] = float((forward(folded, low=True) - ref).abs().max()) / scale
+    return out
+
+
 def preset_shape(preset: str) -> tuple[dict[str, Any], int]:
     """What a preset's steps are made of (dataset, image size, network; its batch size): the config
     sections `run_benchmark(shape=...)` takes and `train.batch_size`."""
