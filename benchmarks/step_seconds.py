@@ -49,7 +49,7 @@ def measure_preset(preset: str, steps: int, warmup: int, device: str, max_batch:
     cfg = config_mod.from_dict(shaped_config(shape, bs, {"device": device, "progress": False}))
     with_dgr = _tables_have_dgr(cfg.data.dataset)
     steps_ = measure(cfg, steps, warmup)
-    replay = replay_steps(cfg, steps, warmup, methods=("lwf_coreset", "dgr") if with_dgr else ("lwf_coreset",))
+    replay = replay_steps(cfg, steps, warmup, methods=("lwf_coreset", "dgr") if with_dgr else ("lwf_coreset",), rounds=1)
     scale = full / bs
     out = {"preset": preset, "batch_size": full, "measured_batch_size": bs, "image_size": cfg.data.image_size,
            "arch": cfg.model.arch, "ce": scale * steps_["ce_step"]["seconds_per_step"],

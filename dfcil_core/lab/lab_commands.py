@@ -138,10 +138,13 @@ def _throughput(args: argparse.Namespace) -> int:
 
         cfg = config_mod.from_dict({**{k: v for k, v in shape.items() if k != "synthesis"}, "train": {"batch_size": bs},
                                     "runtime": {**rt, "progress": False}})
-        result["replay_steps"] = replay_steps(cfg, steps, warmup)
+        result["replay_steps"] = replay_steps(cfg, steps, warmup, rounds=1 if args.tiny else 3)
         base = result["replay_steps"]["base_step"]["seconds_per_step"]
-        print(f"replay comparisons, batch {bs} (ours): Base {base:.3f} s/step; " + ", ".join(
-            f"{m} {r:.2f}x" for m, r in result["replay_steps"]["ratio_to_base"].items()))
+        rounds = result["replay_steps"]["ratio_rounds"]
+        print(f"replay comparisons, batch {bs} (ours; median of each method's pairs with Base, then every pair): "
+              f"Base {base:.3f} s/step; " + ", ".join(
+                  f"{m} {r:.2f}x ({'/'.join(f'{v:.2f}' for v in rounds[m])})"
+                  for m, r in result["replay_steps"]["ratio_to_base"].items()))
         from dfcil_core.lab.throughput import teacher_forward_costs
 
         tc = result["teacher_forward"] = teacher_forward_costs(cfg, steps, warmup)

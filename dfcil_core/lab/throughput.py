@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -131,12 +132,15 @@ REPLAY_METHODS = ("rehearsal", "lwf_coreset", "e2e", "bic", "dgr")
 
 
 def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
-                 new: int = 10, methods: tuple[str, ...] = REPLAY_METHODS) -> dict[str, Any]:
+                 new: int = 10, methods: tuple[str, ...] = REPLAY_METHODS, rounds: int = 3) -> dict[str, Any]:
     """Seconds per step of the replay comparisons beside Base's CE step, on the same batch of
     `train.batch_size` real images (coreset images are real images: the coreset methods' steps see
     no more of them than Base's), and each one's ratio to Base: Naive Rehearsal's is Base's step;
     LwF + coreset, E2E (phase A) and BiC (stage 1) add the frozen teacher's forward; DGR's joins as
-    many VAE-decoded images and steps the VAE on both."""
+    many VAE-decoded images and steps the VAE on both.
+
+    A shared machine drifts by 10-20 % within a minute, so each method is timed in `rounds` pairs
+    right after Base, and its ratio is the median over its pairs (`ratio_rounds`: every pair's)."""
     from dfcil_core.method.models import VariationalAutoencoder
 
     device = configure(cfg.runtime)
@@ -146,7 +150,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
-    out: dict[str, Any] = {}
+    step_of = {}
     for method in ("base", *methods):
         student = _student(teacher, new, rt, device)
         learner = make_learner(method, cfg)
@@ -165,9 +169,19 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
             train_step(student, learner, b, opt, device, rt.amp)
             learner.after_step(student, b, gen)
 
-        out[f"{method}_step"] = _rate(_time(step, steps, warmup, device), bs)
-    base = out["base_step"]["seconds_per_step"]
-    out["ratio_to_base"] = {m: out[f"{m}_step"]["seconds_per_step"] / base for m in methods}
+        step_of[method] = step
+    seconds: dict[str, list[float]] = {m: [] for m in step_of}
+    ratios: dict[str, list[float]] = {m: [] for m in methods}
+    for method in methods:
+        for _ in range(rounds):
+            base = _time(step_of["base"], steps, warmup, device)
+            mine = _time(step_of[method], steps, warmup, device)
+            seconds["base"].append(base)
+            seconds[method].append(mine)
+            ratios[method].append(mine / base)
+    out: dict[str, Any] = {f"{m}_step": _rate(statistics.median(v), bs) for m, v in seconds.items()}
+    out["ratio_to_base"] = {m: statistics.median(v) for m, v in ratios.items()}
+    out["ratio_rounds"] = ratios
     return out
 
 
