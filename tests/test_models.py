@@ -85,3 +85,20 @@ def test_teacher_forward_costs_times_the_teacher_the_training_stage_distils_from
     assert r["folded_max_rel_dev"] < 1e-5 < r["bf16_max_rel_dev"]  # folding: rounding only; bf16: 8 mantissa bits
     for kind in ("bn", "folded", "folded_bf16"):
         assert r[f"kd_ratio_{kind}"] == pytest.approx((r["ce_step"] + r[f"teacher_{kind}"]) / r["ce_step"])
+
+
+def test_replay_class_shares_count_every_draw_by_old_task():
+    from dfcil_core.method.synthesis import replay_class_shares
+
+    class Drawn:  # image i of each draw is labelled [0, 2, 3][i % 3] by the teacher below
+        def sample(self, n, gen=None):
+            return torch.arange(n, dtype=torch.float32).reshape(n, 1)
+
+    class Labeller:
+        def forward_with_features(self, x):
+            cls = torch.tensor([0, 2, 3])[x[:, 0].long() % 3]
+            return torch.nn.functional.one_hot(cls, 4).float(), x
+
+    # draws of 4, 4 and 1: labels 0 2 3 0 | 0 2 3 0 | 0 -> class 0 five times, 2 and 3 twice, 1 never
+    r = replay_class_shares(Drawn(), Labeller(), past=4, blocks=[(0, 2), (2, 4)], n=9, batch=4)
+    assert r == {"samples": 9, "share_by_task": [round(5 / 9, 4), round(4 / 9, 4)], "classes_drawn": 3, "classes": 4}

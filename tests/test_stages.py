@@ -51,6 +51,9 @@ def test_run_writes_every_contracted_output(tiny_run):
     assert not (out / "models" / "base" / "task_1.pt").exists()
     assert (out / "generators" / "ce" / "task_2.pt").is_file()  # generator shared too
     assert (out / "generators" / "ce" / "samples_task_2.png").stat().st_size > 1000
+    replay = artifacts.read_stage_log(out, "synthesize_ce_t2")["replay"]  # what the replay draws, per old task
+    assert replay["samples"] == 1000 and replay["classes"] == 2 and 1 <= replay["classes_drawn"] <= 2
+    assert replay["share_by_task"] == [1.0]  # one old task: every draw is one of its classes
     for name in ("mid.png", "mmd.png", "omega_per_task.png", "accuracy_per_task.png", "diagnosis.json"):
         assert (out / "eval" / name).is_file()
     # Section 5 on every replaying method: all real test images of tasks 1 and 2, 1,000 synthetic ones

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -158,3 +159,17 @@ def sample_replay(generator: Generator, teacher: IncrementalClassifier, n: int, 
         logits, feats = teacher.forward_with_features(x)
     logits = logits[:, :past]
     return {"x": x, "logits": logits, "labels": logits.argmax(dim=1), "features": feats}
+
+
+def replay_class_shares(generator: Generator, teacher: IncrementalClassifier, past: int,
+                        blocks: list[tuple[int, int]], n: int = 1000, batch: int = 250,
+                        gen: torch.Generator | None = None) -> dict[str, Any]:
+    """What a replay draws: over `n` samples, the share labelled with each old task's classes
+    (`blocks`: [start, end) per old task) and how many of the `past` classes appear at all. A
+    generator that keeps drawing the first task's classes leaves the later old tasks unrehearsed."""
+    counts = torch.zeros(past, dtype=torch.long)
+    for i in range(0, n, batch):
+        labels = sample_replay(generator, teacher, min(batch, n - i), past, gen)["labels"]
+        counts += torch.bincount(labels.cpu(), minlength=past)
+    return {"samples": n, "share_by_task": [round(int(counts[a:b].sum()) / n, 4) for a, b in blocks],
+            "classes_drawn": int((counts > 0).sum()), "classes": past}

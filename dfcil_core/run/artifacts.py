@@ -174,6 +174,15 @@ def seen_classes(meta: dict[str, Any], task: int) -> tuple[int, int]:
     return past, past + len(blocks[task - 1])
 
 
+def class_blocks(meta: dict[str, Any], task: int) -> list[tuple[int, int]]:
+    """The class range [start, end) of each task 1..`task`, from the split."""
+    blocks, start = [], 0
+    for positions in meta["task_positions"][:task]:
+        blocks.append((start, start + len(positions)))
+        start += len(positions)
+    return blocks
+
+
 def check_task(cfg: Config, task: int) -> None:
     if not 1 <= task <= cfg.data.n_tasks:
         raise DfcilError(f"task: {task} is outside 1..{cfg.data.n_tasks}")

@@ -13,11 +13,12 @@ from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import DfcilError, Diverged
 from dfcil_core.method.datasets import CHANNEL_STATS
 from dfcil_core.method.runtime import compile_module, configure, device_name, step_begin, task_seed
-from dfcil_core.method.synthesis import new_generator, sample_replay, synthesize_generator
+from dfcil_core.method.synthesis import new_generator, replay_class_shares, sample_replay, synthesize_generator
 from dfcil_core.run.artifacts import (
     Layout,
     check_existing,
     check_task,
+    class_blocks,
     generator_hash,
     input_hashes,
     load_checked,
@@ -100,8 +101,11 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
                                 labels=[names[int(i)] for i in replay["labels"][order]])
     generator_plots.loss_curves(curves, path.with_name(f"losses_task_{task}.png"),
                                 title=f"inversion losses, task {task}")
+    shares = replay_class_shares(generator, teacher, past, class_blocks(meta, task - 1), gen=gen)
     write_stage_log(out, stage_name("synthesize", method, task), seconds=seconds, device=device_name(device),
-                    steps=cfg.synthesis.steps)
-    log.info("synthesize task %d (%s): %d steps in %.1fs, final loss %.4f", task, registry.lineage(method, task - 1),
-             cfg.synthesis.steps, seconds, curves["total"][-1] if curves["total"] else float("nan"))
+                    steps=cfg.synthesis.steps, replay=shares)
+    log.info("synthesize task %d (%s): %d steps in %.1fs, final loss %.4f; replay draws old tasks %s, %d of %d "
+             "classes", task, registry.lineage(method, task - 1), cfg.synthesis.steps, seconds,
+             curves["total"][-1] if curves["total"] else float("nan"),
+             " / ".join(f"{s:.0%}" for s in shares["share_by_task"]), shares["classes_drawn"], past)
     return path

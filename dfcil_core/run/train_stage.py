@@ -24,6 +24,7 @@ from dfcil_core.run.artifacts import (
     Layout,
     check_existing,
     check_task,
+    class_blocks,
     coreset_hash,
     input_hashes,
     model_hash,
@@ -36,15 +37,6 @@ from dfcil_core.run.artifacts import (
 from dfcil_core.run.checkpoints import load_coreset, load_generator, load_model, load_vae, new_vae
 
 log = logging.getLogger("dfcil")
-
-
-def class_blocks(meta: dict, task: int) -> list[tuple[int, int]]:
-    """The class range [start, end) of each task 1..`task`, from the split."""
-    blocks, start = [], 0
-    for positions in meta["task_positions"][:task]:
-        blocks.append((start, start + len(positions)))
-        start += len(positions)
-    return blocks
 
 
 def coreset_images(lay: Layout, kept: Coreset, device: torch.device) -> TaskData:
