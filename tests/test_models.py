@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
-from dfcil_core.method.models import Generator, IncrementalClassifier, distillation_teacher
-from tests.step_equivalence import randomise_bn
+from dfcil_core.method.models import Generator, IncrementalClassifier
 
 
 def test_resnet32_structure_and_features():
@@ -51,40 +48,15 @@ def test_generator_shapes_and_layers():
     assert Generator(100, 224).sample(2).shape == (2, 3, 224, 224)
 
 
-@pytest.mark.parametrize("arch,size,shortcut", [("resnet32", 32, "A"), ("resnet32", 32, "B"), ("resnet18", 64, "B"),
-                                                ("resnet18", 128, "B")])
-def test_distillation_teacher_folds_every_bn_and_keeps_the_function(arch, size, shortcut):
-    gen = torch.Generator().manual_seed(3)
-    torch.manual_seed(3)
-    m = IncrementalClassifier(arch, size, 6, head_size=10, shortcut=shortcut).double()
-    randomise_bn(m, gen)
-    with torch.no_grad():  # non-trivial γ, β, so the fold's scale and shift both matter
-        for bn in (b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5, generator=gen)
-            bn.bias.uniform_(-0.3, 0.3, generator=gen)
-    m.eval()
-    x = torch.randn(3, 3, size, size, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        want_logits, want_feats = m.forward_with_features(x)
-    folded = distillation_teacher(copy.deepcopy(m))
-    assert not any(isinstance(b, torch.nn.BatchNorm2d) for b in folded.modules())
-    assert not folded.training and not any(p.requires_grad for p in folded.parameters())
-    with torch.no_grad():
-        got_logits, got_feats = folded.forward_with_features(x)
-    torch.testing.assert_close(got_feats, want_feats, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(got_logits, want_logits, rtol=1e-12, atol=1e-12)
-    assert torch.equal(folded.head.weight, m.head.weight)  # ABD's feature KD reads the old head rows
-
-
-def test_teacher_forward_costs_times_the_teacher_the_training_stage_distils_from():
+def test_teacher_forward_costs_give_the_floor_of_a_distilling_step():
     from dfcil_core.foundations import config
     from dfcil_core.lab.throughput import teacher_forward_costs
 
     cfg = config.from_dict({"train": {"batch_size": 8}, "runtime": {"device": "cpu", "progress": False}})
     r = teacher_forward_costs(cfg, steps=1, warmup=0)
-    assert r["folded_max_rel_dev"] < 1e-5 < r["bf16_max_rel_dev"]  # folding: rounding only; bf16: 8 mantissa bits
-    for kind in ("bn", "folded", "folded_bf16"):
-        assert r[f"kd_ratio_{kind}"] == pytest.approx((r["ce_step"] + r[f"teacher_{kind}"]) / r["ce_step"])
+    assert 1e-4 < r["bf16_max_rel_dev"] < 0.1  # bf16 keeps 8 mantissa bits: visibly off, not garbage
+    for kind in ("", "_bf16"):
+        assert r[f"kd_ratio{kind}"] == pytest.approx((r["ce_step"] + r[f"teacher{kind}"]) / r["ce_step"])
 
 
 def test_replay_class_shares_count_every_draw_by_old_task():

@@ -19,7 +19,7 @@ from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.learners import make_learner
-from dfcil_core.method.models import Generator, distillation_teacher, new_classifier
+from dfcil_core.method.models import Generator, new_classifier
 from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model
 from dfcil_core.method.synthesis import BNStatisticsHooks, inversion_step, new_generator, prior_kernel
 from dfcil_core.method.training import make_batch, make_optimizer, train_step
@@ -95,7 +95,6 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
     student = _student(teacher, new, rt, device)
-    kd_teacher = distillation_teacher(copy.deepcopy(teacher))  # as the training stage distils from it
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -108,7 +107,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
         train_step(student, ce, make_batch(x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp)
 
     def abd_step() -> None:
-        b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, kd_teacher, generator)
+        b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, generator)
         train_step(student, abd, b, opt, device, rt.amp)
 
     gen_train, gopt = new_generator(cfg, device)
@@ -146,7 +145,6 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
-    kd_teacher = distillation_teacher(copy.deepcopy(teacher))
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
@@ -165,7 +163,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
         opt, _ = make_optimizer(student, cfg, 1, device)
 
         def step(learner=learner, student=student, opt=opt, replayer=replayer, augment=augment) -> None:
-            b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, kd_teacher, replayer, bs)
+            b = make_batch(x_u8, y, augment, gen, cfg, past, past + new, teacher, replayer, bs)
             train_step(student, learner, b, opt, device, rt.amp)
             learner.after_step(student, b, gen)
 
@@ -188,15 +186,14 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
 def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int = 10,
                           new: int = 10) -> dict[str, Any]:
     """What the frozen teacher's forward adds to a step, side by side: Base's CE step on a batch of
-    `train.batch_size`, and the teacher's forward on that batch as it was (eval-mode BatchNorm), as the
-    training stage runs it (`distillation_teacher`: BN folded) and, for comparison only, that one under
-    bfloat16 autocast, with the largest deviation of its logits from the float32 ones (relative to their
-    largest magnitude). `kd_ratio_*`: (CE step + forward) / CE step, the floor of a distilling step."""
+    `train.batch_size`, the teacher's forward on that batch as training runs it (float32, eval mode)
+    and, for comparison only, under bfloat16 autocast, with the largest deviation of those logits
+    from the float32 ones (relative to their largest magnitude). `kd_ratio_*`: (CE step + forward) /
+    CE step, the floor of a distilling step."""
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
     student = _student(teacher, new, rt, device)
-    folded = distillation_teacher(copy.deepcopy(teacher))
     gen = torch.Generator(device=device).manual_seed(0)
     x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, past + new, (bs,), device=device)
@@ -205,20 +202,17 @@ def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int =
     opt, _ = make_optimizer(student, cfg, 1, device)
     ce = make_learner("base", cfg)
 
-    def forward(model: torch.nn.Module, low: bool = False) -> torch.Tensor:
+    def forward(low: bool = False) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=low):
-            return model.forward_with_features(x)[0].float()
+            return teacher.forward_with_features(x)[0].float()
 
     out: dict[str, Any] = {"ce_step": _time(lambda: train_step(student, ce, make_batch(
         x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp), steps, warmup, device)}
-    for name, fn in (("teacher_bn", lambda: forward(teacher)), ("teacher_folded", lambda: forward(folded)),
-                     ("teacher_folded_bf16", lambda: forward(folded, low=True))):
+    for name, fn in (("teacher", forward), ("teacher_bf16", lambda: forward(low=True))):
         out[name] = _time(fn, steps, warmup, device)
-        out[f"kd_ratio_{name.removeprefix('teacher_')}"] = (out["ce_step"] + out[name]) / out["ce_step"]
-    ref = forward(teacher)
-    scale = float(ref.abs().max())
-    out["folded_max_rel_dev"] = float((forward(folded) - ref).abs().max()) / scale
-    out["bf16_max_rel_dev"] = float((forward(folded, low=True) - ref).abs().max()) / scale
+        out[f"kd_ratio{name.removeprefix('teacher')}"] = (out["ce_step"] + out[name]) / out["ce_step"]
+    ref = forward()
+    out["bf16_max_rel_dev"] = float((forward(low=True) - ref).abs().max()) / float(ref.abs().max())
     return out
 
 

@@ -16,7 +16,7 @@ from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import Diverged
 from dfcil_core.method.coreset import Coreset, task_entries
 from dfcil_core.method.learners import make_learner
-from dfcil_core.method.models import distillation_teacher, new_classifier
+from dfcil_core.method.models import new_classifier
 from dfcil_core.method.runtime import compile_features, configure, device_name, prepare_model, task_seed
 from dfcil_core.method.task_inputs import TaskData, TaskInputs, to_device
 from dfcil_core.method.training import fit_task
@@ -90,7 +90,6 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
         model = copy.deepcopy(teacher)
         model.grow(seen - past)
         model = prepare_model(model, device, cfg.runtime)
-        teacher = distillation_teacher(teacher)
         past_for_loss = past
         if registry.replays_inverted(method, task):
             gpath = lay.generator(method, task)
