@@ -66,6 +66,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="also time a whole `dfcil run` of this preset")
     p.add_argument("--replay", action="store_true",
                    help="also the replay comparisons' steps beside Base's on the same batch (ratios)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --replay: pairs of (Base, method) timings per method, median taken (--tiny: 1)")
     p.add_argument("--out", default="outputs/bench/throughput.json")
     p = sub.add_parser("tables", help="Table 1 / Table 3 of the paper from finished runs, beside the paper's values")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -138,7 +140,7 @@ def _throughput(args: argparse.Namespace) -> int:
 
         cfg = config_mod.from_dict({**{k: v for k, v in shape.items() if k != "synthesis"}, "train": {"batch_size": bs},
                                     "runtime": {**rt, "progress": False}})
-        result["replay_steps"] = replay_steps(cfg, steps, warmup, rounds=1 if args.tiny else 3)
+        result["replay_steps"] = replay_steps(cfg, steps, warmup, rounds=1 if args.tiny else args.rounds)
         base = result["replay_steps"]["base_step"]["seconds_per_step"]
         rounds = result["replay_steps"]["ratio_rounds"]
         print(f"replay comparisons, batch {bs} (ours; median of each method's pairs with Base, then every pair): "
