@@ -73,7 +73,7 @@ part() {  # part NAME SECONDS COMMAND...: run it, keep its exit code in the log
 }
 # (a) eager fp32 baseline beside ours (channels-last, fused optimisers): seconds per CE, ABD and
 # inversion step at batch 128; the replay comparisons' steps beside Base's and the teacher's forward
-part throughput 240 "$PY" -m dfcil_core benchmark throughput --device "$DEVICE" --steps "$steps" --replay --rounds "$rounds" --out "$OUT/throughput.json"
+part throughput 400 "$PY" -m dfcil_core benchmark throughput --device "$DEVICE" --steps "$steps" --replay --rounds "$rounds" --out "$OUT/throughput.json"
 # (b) a whole short ABD run from the subset; per-stage seconds scale to the full schedule
 part profile 180 "$PY" benchmarks/profile_run.py --subset "$SUBSET" --preset paper-cifar100-10 --set 'methods=[abd]' \
   --set "data.n_tasks=$tasks" --set "data.num_classes=$((tasks * 10))" --set "train.epochs=$epochs" \
