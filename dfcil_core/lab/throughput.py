@@ -80,6 +80,16 @@ def _student(teacher: torch.nn.Module, new: int, rt: config_mod.RuntimeConfig, d
     return compile_features(prepare_model(student, device, rt).train(), rt, device)
 
 
+def _random_batch(cfg: config_mod.Config, labels: tuple[int, int],
+                  device: torch.device) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+    """A benchmark's batch: the augmentation's seeded generator, `train.batch_size` random uint8
+    images and labels drawn from [labels[0], labels[1]) (the global RNG, as the caller has seeded it)."""
+    bs, size = cfg.train.batch_size, cfg.data.image_size
+    gen = torch.Generator(device=device).manual_seed(0)
+    x_u8 = torch.randint(0, 256, (bs, 3, size, size), dtype=torch.uint8, device=device)
+    return gen, x_u8, torch.randint(*labels, (bs,), device=device)
+
+
 def shaped_config(shape: dict[str, Any], batch_size: int, runtime: dict[str, Any]) -> dict[str, Any]:
     """A benchmark's config sections: `shape`'s dataset, network and generator (`preset_shape`; {} for
     CIFAR-100's ResNet-32) at `batch_size` for training and replay, under `runtime`."""
@@ -97,9 +107,7 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     student = _student(teacher, new, rt, device)
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
-    gen = torch.Generator(device=device).manual_seed(0)
-    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
-    y = torch.randint(past, past + new, (bs,), device=device)
+    gen, x_u8, y = _random_batch(cfg, (past, past + new), device)
     opt, _ = make_optimizer(student, cfg, 1, device)
     ce, abd = make_learner("base", cfg), make_learner("abd", cfg)
 
@@ -145,9 +153,7 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
     teacher = _frozen_teacher(cfg, past, new, device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
-    y = torch.randint(0, past + new, (bs,), device=device)
+    gen, x_u8, y = _random_batch(cfg, (0, past + new), device)
     step_of = {}
     for method in ("base", *methods):
         student = _student(teacher, new, rt, device)
@@ -191,12 +197,10 @@ def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int =
     from the float32 ones (relative to their largest magnitude). `kd_ratio_*`: (CE step + forward) /
     CE step, the floor of a distilling step."""
     device = configure(cfg.runtime)
-    rt, bs = cfg.runtime, cfg.train.batch_size
+    rt = cfg.runtime
     teacher = _frozen_teacher(cfg, past, new, device)
     student = _student(teacher, new, rt, device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    x_u8 = torch.randint(0, 256, (bs, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8, device=device)
-    y = torch.randint(0, past + new, (bs,), device=device)
+    gen, x_u8, y = _random_batch(cfg, (0, past + new), device)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     x = augment(x_u8, gen)
     opt, _ = make_optimizer(student, cfg, 1, device)

@@ -167,13 +167,6 @@ def task_arrays(lay: Layout, task: int) -> dict[str, np.ndarray]:
     return atomic_io.load_npz(lay.task_file(task))
 
 
-def seen_classes(meta: dict[str, Any], task: int) -> tuple[int, int]:
-    """(past, seen): classes of tasks 1..task-1 and of tasks 1..task."""
-    blocks = meta["task_positions"]
-    past = sum(len(b) for b in blocks[: task - 1])
-    return past, past + len(blocks[task - 1])
-
-
 def class_blocks(meta: dict[str, Any], task: int) -> list[tuple[int, int]]:
     """The class range [start, end) of each task 1..`task`, from the split."""
     blocks, start = [], 0
@@ -181,6 +174,11 @@ def class_blocks(meta: dict[str, Any], task: int) -> list[tuple[int, int]]:
         blocks.append((start, start + len(positions)))
         start += len(positions)
     return blocks
+
+
+def seen_classes(meta: dict[str, Any], task: int) -> tuple[int, int]:
+    """(past, seen): classes of tasks 1..task-1 and of tasks 1..task (task `task`'s class range)."""
+    return class_blocks(meta, task)[task - 1]
 
 
 def check_task(cfg: Config, task: int) -> None:
