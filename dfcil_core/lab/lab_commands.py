@@ -113,7 +113,7 @@ def _throughput(args: argparse.Namespace) -> int:
 
     from dfcil_core.foundations import atomic_io
     from dfcil_core.foundations import config as config_mod
-    from dfcil_core.lab.throughput import preset_shape, run_benchmark, time_run
+    from dfcil_core.lab.throughput import preset_shape, run_benchmark, shaped_config, time_run
 
     shape, bs = preset_shape(args.shape_of) if args.shape_of else ({}, 128)
     steps, warmup, bs = (2, 1, 16) if args.tiny else (args.steps, args.warmup, bs)
@@ -138,8 +138,7 @@ def _throughput(args: argparse.Namespace) -> int:
     if args.replay:
         from dfcil_core.lab.throughput import replay_steps
 
-        cfg = config_mod.from_dict({**{k: v for k, v in shape.items() if k != "synthesis"}, "train": {"batch_size": bs},
-                                    "runtime": {**rt, "progress": False}})
+        cfg = config_mod.from_dict(shaped_config(shape, bs, {**rt, "progress": False}))
         result["replay_steps"] = replay_steps(cfg, steps, warmup, rounds=1 if args.tiny else args.rounds)
         base = result["replay_steps"]["base_step"]["seconds_per_step"]
         rounds = result["replay_steps"]["ratio_rounds"]
