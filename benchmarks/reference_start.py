@@ -13,6 +13,16 @@ to our run's rows: all 100 by default; the diagnostics of 2026-11-30 in docs/fid
 `model.head_size` existed, with 20 rows: add `-S model.head_size=20` to repeat them).
 `--probe` prints, for both starts, the ABD feature-KD term at the first step of task 2
 (a train-mode copy of θ(1) against θ(1) in eval mode, 128 real task-2 + 128 synthetic images).
+
+Any later task the same way (the many-task proxy): `--task T` starts our task T from the reference's
+θ(T-1) and the generator it inverted from it (its `task-(T-1)` folder; our generator's Adam state is
+kept, so a task after T would continue a hybrid), and `--row T` prints θ(T)'s accuracy on each seen
+task's test set, from the run's own checkpoint (A_{T,1:T} is their mean):
+
+    python benchmarks/reference_start.py outputs/proxy4/o0-t0 outputs/diagnostics/p4-refstart-t3 --task 3 \
+        --reference outputs/reference-4task/abd/models/repeat-1/task-2
+    dfcil train --preset fidelity-proxy-4task -S seed=0 --out outputs/diagnostics/p4-refstart-t3 --method abd --task 3
+    python benchmarks/reference_start.py outputs/diagnostics/p4-refstart-t3 --row 3 --preset fidelity-proxy-4task -S seed=0
 """
 
 from __future__ import annotations
@@ -27,13 +37,30 @@ import numpy as np
 import torch
 
 from dfcil_core.foundations import atomic_io
+from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.config import AbdConfig
 from dfcil_core.lab.reference_weights import generator_state, resnet32_state
 from dfcil_core.method import losses
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.training import accuracy_row
+from dfcil_core.run.artifacts import Layout, read_split, seen_classes
+from dfcil_core.run.checkpoints import load_model
+from dfcil_core.run.evaluate_stage import test_sets
 
-MODEL, GENERATOR = Path("models/abd/task_1.pt"), Path("generators/abd/task_2.pt")
+
+def start_files(task: int) -> tuple[Path, Path]:
+    """Our θ(task-1) and the generator replayed in `task`, relative to a run directory."""
+    return Path(f"models/abd/task_{task - 1}.pt"), Path(f"generators/abd/task_{task}.pt")
+
+
+def accuracy_by_task(run: Path, task: int, preset: str, overrides: list[str]) -> list[float]:
+    """θ(task) of ABD in `run`: accuracy (%) on each seen task's test set, over the seen classes."""
+    cfg = config_mod.load(preset=preset, overrides=[*overrides, "runtime.device=cpu"])
+    lay, device = Layout(run), torch.device("cpu")
+    seen = seen_classes(read_split(cfg, lay), task)[1]
+    model = load_model(cfg, lay.model("abd", task), "abd", task, device, seen)
+    return accuracy_row(model, test_sets(lay, task, device), seen, cfg, device)
 
 
 def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
@@ -65,13 +92,24 @@ def first_step_kd(model_state: dict, past: int, gen_state: dict, split: Path,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path, help="our run (class order S, its split and ABD θ(1) / generator)")
-    p.add_argument("out", type=Path, help="new output directory for the reference-start run")
+    p.add_argument("source", type=Path, help="our run (class order S, its split and ABD θ(T-1) / generator)")
+    p.add_argument("out", type=Path, nargs="?", help="new output directory for the reference-start run")
     p.add_argument("--reference", type=Path, default=Path("outputs/reference/abd/models/repeat-2/task-1"))
-    p.add_argument("--theta-only", action="store_true", help="copy θ(1) only (invert our own generator from it)")
-    p.add_argument("--probe", action="store_true", help="print the first-step feature-KD of both starts")
+    p.add_argument("--task", type=int, default=2, help="the task T our run starts (from the reference's θ(T-1))")
+    p.add_argument("--theta-only", action="store_true", help="copy θ(T-1) only (invert our own generator from it)")
+    p.add_argument("--probe", action="store_true", help="print the first-step feature-KD of both starts (T = 2)")
+    p.add_argument("--row", type=int, help="print θ(ROW)'s accuracy per seen task in SOURCE, then stop")
+    p.add_argument("--preset", default="fidelity-proxy", help="SOURCE's preset (--row)")
+    p.add_argument("-S", dest="overrides", action="append", default=[], help="SOURCE's overrides (--row)")
     a = p.parse_args()
-    ours_model, ours_gen = atomic_io.load_torch(a.source / MODEL), atomic_io.load_torch(a.source / GENERATOR)
+    if a.row:
+        row = accuracy_by_task(a.source, a.row, a.preset, a.overrides)
+        print(f"θ({a.row}) in {a.source}: " + " / ".join(f"{v:.1f}" for v in row) + f"; mean {sum(row) / len(row):.2f}")
+        return 0
+    if a.out is None:
+        p.error("OUT is required unless --row is given")
+    model_file, generator_file = start_files(a.task)
+    ours_model, ours_gen = atomic_io.load_torch(a.source / model_file), atomic_io.load_torch(a.source / generator_file)
     rows = ours_model["state_dict"]["head.weight"].shape[0]
     ref_model, ref_gen = reference_weights(a.reference, rows)
     if a.probe:
@@ -84,11 +122,11 @@ def main() -> int:
         return 2
     shutil.copytree(a.source / "split", a.out / "split")
     ours_model["state_dict"] = ref_model
-    atomic_io.save_torch(a.out / MODEL, ours_model)
+    atomic_io.save_torch(a.out / model_file, ours_model)
     if not a.theta_only:
         ours_gen["state_dict"] = ref_gen
-        atomic_io.save_torch(a.out / GENERATOR, ours_gen)
-    print(f"{a.out}: the reference's θ(1){'' if a.theta_only else ' and generator'} under our run's metadata")
+        atomic_io.save_torch(a.out / generator_file, ours_gen)
+    print(f"{a.out}: the reference's θ({a.task - 1}){'' if a.theta_only else ' and generator'} under our run's metadata")
     return 0
 
 
