@@ -93,8 +93,9 @@ def _our_rows(sources: list[Path]) -> pd.DataFrame:
 
 
 def _record_reference(log_root: Path, csv: Path, command: str) -> None:
-    """Write the reference's rows of this device class into `csv`. A row measured earlier on the same
-    class (or on an unknown one) is replaced, and the replacement printed; other classes' rows stay."""
+    """Write the reference's rows of this device class into `csv`. A row of the same method, seed and task
+    count measured earlier on the same class (or on an unknown one) is replaced, and the replacement
+    printed; other classes' and other protocols' rows stay."""
     rows = fidelity.reference_rows(log_root)
     here = device_fingerprint(torch.device("cpu"))["device_class"]
     rows["device_class"] = here
@@ -105,7 +106,9 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
         old["device_class"] = old["device_class"].fillna(fidelity.UNKNOWN).astype(str)
         drop = []
         for i, r in rows.iterrows():
-            same = old[(old.method == r.method) & (old.seed == r.seed) & old.device_class.isin([here, fidelity.UNKNOWN])]
+            # a 4-task run is another protocol: it never replaces the 2-task row of the same method and seed
+            same = old[(old.method == r.method) & (old.seed == r.seed) & (old.tasks == r.tasks)
+                       & old.device_class.isin([here, fidelity.UNKNOWN])]
             for j, o in same.iterrows():
                 if o.device_class == here and abs(o.a_n - round(r.a_n, 2)) < 1e-6:  # measured earlier: keeps its date
                     rows.loc[i, ["date", "command"]] = [o.date, o.command]

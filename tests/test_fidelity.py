@@ -236,3 +236,18 @@ def test_recording_the_reference_keeps_other_device_classes(tmp_path):
     merged = pd.read_csv(csv)
     here = device_fingerprint(torch.device("cpu"))["device_class"]
     assert sorted(zip(merged.device_class, merged.a_n)) == sorted([(AVX512 + "-elsewhere", 32.0), (here, 33.0)])
+
+
+def test_recording_a_many_task_reference_keeps_the_two_task_row_of_the_same_method_and_seed(tmp_path):
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    csv = tmp_path / "reference-proxy.csv"
+    pd.DataFrame([_ref_row("abd", 48.65, here)]).to_csv(csv, index=False)
+    a = [[62.8, 31.2, 23.0, 30.0], [0.0, 57.4, 32.0, 25.0], [0.0, 0.0, 52.0, 19.2], [0.0, 0.0, 0.0, 39.6]]
+    _reference_log(tmp_path / "ref", "abd", [a])
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+    done = subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
+                          check=True, capture_output=True, text=True)
+    assert "replacing" not in done.stdout
+    merged = pd.read_csv(csv).sort_values("tasks")
+    assert list(zip(merged.tasks, merged.a_n)) == [(2, 48.65), (4, 28.45)]  # (30 + 25 + 19.2 + 39.6) / 4
+    assert merged.iloc[1].a_by_task == "62.80/44.30/35.67/28.45"
