@@ -39,7 +39,7 @@ import torch
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.config import AbdConfig
-from dfcil_core.lab.reference_weights import generator_state, resnet32_state
+from dfcil_core.lab.reference_weights import saved_task_states
 from dfcil_core.method import losses
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.models import Generator, IncrementalClassifier
@@ -64,9 +64,8 @@ def accuracy_by_task(run: Path, task: int, preset: str, overrides: list[str]) ->
 
 
 def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
-    model = resnet32_state(torch.load(ref_dir / "class.pth", map_location="cpu"))
+    model, gen = saved_task_states(ref_dir)
     model["head.weight"], model["head.bias"] = model["head.weight"][:head_rows], model["head.bias"][:head_rows]
-    gen = generator_state(torch.load(ref_dir / "generator.pth", map_location="cpu"))
     return model, gen
 
 

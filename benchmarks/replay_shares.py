@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import generator_state, resnet32_state
+from dfcil_core.lab.reference_weights import saved_task_states
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import replay_class_shares
 from dfcil_core.run.artifacts import Layout, class_blocks, read_split, seen_classes
@@ -31,12 +31,11 @@ from dfcil_core.run.checkpoints import load_generator, load_model
 
 def reference_pair(models: Path, task: int, past: int) -> tuple[Generator, IncrementalClassifier]:
     """The reference's generator replayed in `task` and θ(task-1), under our module names."""
-    ref = models / f"task-{task - 1}"
-    state = resnet32_state(torch.load(ref / "class.pth", map_location="cpu"))
+    state, gen_state = saved_task_states(models / f"task-{task - 1}")
     teacher = IncrementalClassifier("resnet32", 32, past, state["head.weight"].shape[0])
     teacher.load_state_dict(state)
     generator = Generator()
-    generator.load_state_dict(generator_state(torch.load(ref / "generator.pth", map_location="cpu")))
+    generator.load_state_dict(gen_state)
     return generator, teacher
 
 

@@ -4,6 +4,8 @@ load the reference's weights through these."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 
@@ -58,6 +60,14 @@ def generator_state(ref_state: dict[str, torch.Tensor], ups: int = 2) -> dict[st
         module, param = k.rsplit(".", 1)
         out[f"{names[module]}.{param}"] = v.clone()
     return out
+
+
+def saved_task_states(task_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """What the reference saves after one task (its `models/repeat-R/task-T` folder: `class.pth`, the
+    32 px ResNet-32's θ(T), and `generator.pth`, the generator inverted from it), under our names."""
+    model = resnet32_state(torch.load(task_dir / "class.pth", map_location="cpu"))
+    generator = generator_state(torch.load(task_dir / "generator.pth", map_location="cpu"))
+    return model, generator
 
 
 # Reference autoencoder (encoder.{i}.0, q_mean, q_logvar, project, decoder.{i}.0) -> our VAE (flat
