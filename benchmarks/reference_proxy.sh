@@ -10,7 +10,13 @@
 # Results: $REFERENCE_OUT/<method>/results-acc/{global,pt}.yaml (REFERENCE_OUT: outputs/reference unless
 # set); `python benchmarks/fidelity_table.py --reference $REFERENCE_OUT` merges them into
 # benchmarks/reference-proxy.csv. Slow here (~1 h per
-# seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume).
+# seed for the five methods on an AVX2 EPYC, 2 cores). It continues from what exists (its own resume);
+# each method's log ($REFERENCE_OUT/<method>.log) is appended to, so a resumed run keeps the earlier one.
+# SHARED_FIRST=<method>: the learners whose task 1 is plain cross-entropy on the task's data (base, lwf
+# and the four coreset methods: their coreset is empty in task 1) load task 1 from that method's folder
+# with the reference's own --load_model_dir instead of training it again. The reference seeds every
+# task afresh (seed*100 + t) and updates its coreset after loading as after training, so task 2 is the
+# same as in an unbroken run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-2}
@@ -44,6 +50,11 @@ for r in $(seq 1 "$REPEAT"); do
     out=$OUT_ROOT/$m
     extra=()
     case $m in abd|deepinversion) extra=("${gen[@]}");; esac
+    case $m in base|lwf|rehearsal|lwf_coreset|e2e|bic)
+      if [ -n "${SHARED_FIRST:-}" ] && [ "$SHARED_FIRST" != "$m" ]; then
+        extra+=(--load_model_dir "$OUT_ROOT/$SHARED_FIRST")
+      fi;;
+    esac
     if [ "$FIRST" -gt 0 ] && [ ! -f "$out/results-acc/global.yaml" ]; then
       # The reference resumes at the trial count of its result files: give it FIRST placeholder (NaN)
       # trials, which fidelity_table.py skips, so that it starts at class-order seed FIRST.
@@ -63,7 +74,7 @@ PY
     echo "== $(date -u +%FT%TZ) reference $m class-order seeds 0..$((r - 1))"
     # shellcheck disable=SC2086
     DFCIL_REFERENCE=$REF REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" benchmarks/reference_run.py run_dfcil.py "${common[@]}" "${extra[@]}" \
-      ${args[$m]} --repeat "$r" --log_dir "$out" > "$out.log" 2>&1 || { echo "failed: see $out.log"; exit 1; }
+      ${args[$m]} --repeat "$r" --log_dir "$out" >> "$out.log" 2>&1 || { echo "failed: see $out.log"; exit 1; }
   done
 done
 echo "== $(date -u +%FT%TZ) done"

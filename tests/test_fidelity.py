@@ -251,3 +251,27 @@ def test_recording_a_many_task_reference_keeps_the_two_task_row_of_the_same_meth
     merged = pd.read_csv(csv).sort_values("tasks")
     assert list(zip(merged.tasks, merged.a_n)) == [(2, 48.65), (4, 28.45)]  # (30 + 25 + 19.2 + 39.6) / 4
     assert merged.iloc[1].a_by_task == "62.80/44.30/35.67/28.45"
+
+
+def test_reference_proxy_shares_the_plain_task_1_only_where_it_is_plain_and_appends_logs(tmp_path):
+    """reference_proxy.sh SHARED_FIRST: the learners whose task 1 is plain CE on the task's data load it from
+    that method's folder (--load_model_dir); DGR (its VAE trains from task 1) and the shared method itself train
+    their own; a resumed run appends to the method's log."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\necho "run $*"\n')
+    stub.chmod(0o755)
+    out = tmp_path / "ref"
+    out.mkdir()
+    (out / "rehearsal.log").write_text("earlier run\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_proxy.sh"
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stub), "REFERENCE_OUT": str(out), "SHARED_FIRST": "bic",
+           "REFERENCE_METHODS": "bic rehearsal dgr e2e"}
+    subprocess.run(["bash", str(script), "1"], env=env, check=True, capture_output=True)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4
+    loads = {line.split("--log_dir ")[1].split()[0].rsplit("/", 1)[1]: "--load_model_dir" in line for line in lines}
+    assert loads == {"bic": False, "rehearsal": True, "dgr": False, "e2e": True}
+    assert f"--load_model_dir {out}/bic" in lines[1]
+    assert (out / "rehearsal.log").read_text().splitlines()[0] == "earlier run"
+    assert "--learner_name NormalNN --memory 400" in (out / "rehearsal.log").read_text()
