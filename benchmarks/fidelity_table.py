@@ -29,6 +29,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -93,9 +94,9 @@ def _our_rows(sources: list[Path]) -> pd.DataFrame:
 
 
 def _record_reference(log_root: Path, csv: Path, command: str) -> None:
-    """Write the reference's rows of this device class into `csv`. A row of the same method, seed and task
-    count measured earlier on the same class (or on an unknown one) is replaced, and the replacement
-    printed; other classes' and other protocols' rows stay."""
+    """Write the reference's rows of this device class into `csv`. A row of the same method, class-order
+    seed, training seed and task count measured earlier on the same class (or on an unknown one) is
+    replaced, and the replacement printed; other classes', seeds' and protocols' rows stay."""
     rows = fidelity.reference_rows(log_root)
     here = device_fingerprint(torch.device("cpu"))["device_class"]
     rows["device_class"] = here
@@ -107,18 +108,20 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
         drop = []
         for i, r in rows.iterrows():
             # a 4-task run is another protocol: it never replaces the 2-task row of the same method and seed
-            same = old[(old.method == r.method) & (old.seed == r.seed) & (old.tasks == r.tasks)
-                       & old.device_class.isin([here, fidelity.UNKNOWN])]
+            same = old[(old.method == r.method) & (old.seed == r.seed) & (old.train_seed == r.train_seed)
+                       & (old.tasks == r.tasks) & old.device_class.isin([here, fidelity.UNKNOWN])]
             for j, o in same.iterrows():
-                if o.device_class == here and abs(o.a_n - round(r.a_n, 2)) < 1e-6:  # measured earlier: keeps its date
+                same_value = np.allclose(o.task1_acc, round(r.task1_acc, 2), atol=1e-6) and np.allclose(
+                    o.a_n, round(r.a_n, 2), atol=1e-6, equal_nan=True)
+                if o.device_class == here and same_value:  # measured earlier: keeps its date
                     rows.loc[i, ["date", "command"]] = [o.date, o.command]
                 else:
-                    print(f"replacing reference {r.method} seed {r.seed}: A_N {o.a_n:.2f} "
+                    print(f"replacing reference {r.method} seed {r.seed} training seed {r.train_seed}: A_N {o.a_n:.2f} "
                           f"({o.device_class}, {o.date}) -> {r.a_n:.2f} ({here})")
                 drop.append(j)
         # rows of seeds this log root does not hold, and of other device classes, are kept
         rows = pd.concat([old.drop(index=drop), rows], ignore_index=True)
-    rows = rows[REFERENCE_COLUMNS].sort_values(["method", "seed", "device_class"], ignore_index=True)
+    rows = rows[REFERENCE_COLUMNS].sort_values(["method", "seed", "train_seed", "device_class"], ignore_index=True)
     rows.to_csv(csv, index=False, float_format="%.2f")
     print(f"{len(rows)} reference rows -> {csv}")
 

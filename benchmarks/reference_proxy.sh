@@ -17,6 +17,9 @@
 # with the reference's own --load_model_dir instead of training it again. The reference seeds every
 # task afresh (seed*100 + t) and updates its coreset after loading as after training, so task 2 is the
 # same as in an unbroken run.
+# CLASS_ORDER=k: every trial keeps class order k, trial r being training seed r (benchmarks/reference_run.py
+# REFERENCE_CLASS_ORDER; use a log folder of its own); STOP_AFTER=t stops each trial after task t (task 1
+# alone: STOP_AFTER=1), its row keeping the protocol's task count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-2}
@@ -50,6 +53,7 @@ for r in $(seq 1 "$REPEAT"); do
     out=$OUT_ROOT/$m
     extra=()
     case $m in abd|deepinversion) extra=("${gen[@]}");; esac
+    if [ -n "${STOP_AFTER:-}" ]; then extra+=(--max_task "$STOP_AFTER"); fi
     case $m in base|lwf|rehearsal|lwf_coreset|e2e|bic)
       if [ -n "${SHARED_FIRST:-}" ] && [ "$SHARED_FIRST" != "$m" ]; then
         extra+=(--load_model_dir "$OUT_ROOT/$SHARED_FIRST")
@@ -73,7 +77,8 @@ PY
     fi
     echo "== $(date -u +%FT%TZ) reference $m class-order seeds 0..$((r - 1))"
     # shellcheck disable=SC2086
-    DFCIL_REFERENCE=$REF REFERENCE_SKIP_FINAL_GENERATOR=1 "$PY" benchmarks/reference_run.py run_dfcil.py "${common[@]}" "${extra[@]}" \
+    DFCIL_REFERENCE=$REF REFERENCE_SKIP_FINAL_GENERATOR=1 REFERENCE_CLASS_ORDER=${CLASS_ORDER:-} \
+      REFERENCE_PROTOCOL_TASKS=$TASKS "$PY" benchmarks/reference_run.py run_dfcil.py "${common[@]}" "${extra[@]}" \
       ${args[$m]} --repeat "$r" --log_dir "$out" >> "$out.log" 2>&1 || { echo "failed: see $out.log"; exit 1; }
   done
 done

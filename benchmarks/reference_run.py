@@ -2,6 +2,11 @@
 bias layer builds its parameters on "cuda", so a CPU one takes its place; nothing else changes.
 
     python benchmarks/reference_run.py run_dfcil.py --dataset CIFAR100 --gpuid -1 ... --learner_name BIC
+
+REFERENCE_CLASS_ORDER=k keeps class order k in every trial (`--rand_split` shuffles with the trial index
+otherwise), so trial r is training seed r of that order; the log folder records it in protocol.json,
+with the protocol's task count (REFERENCE_PROTOCOL_TASKS, else the run's `--max_task`), for
+benchmarks/fidelity_table.py.
 """
 
 import os
@@ -21,4 +26,18 @@ models.resnet.BiasLayer = learners.kd.BiasLayer = CpuBiasLayer
 if __name__ == "__main__":
     script = os.path.join(cpu.REF, sys.argv[1])
     sys.argv = [script] + sys.argv[2:]
+    if os.environ.get("REFERENCE_CLASS_ORDER"):
+        from pathlib import Path
+
+        import trainer  # the authors' module
+
+        from dfcil_core.lab.reference_check import fix_class_order, write_protocol
+
+        def last_value(flag: str) -> str:  # argparse keeps a repeated flag's last value
+            return sys.argv[len(sys.argv) - 1 - sys.argv[::-1].index(flag) + 1]
+
+        order = int(os.environ["REFERENCE_CLASS_ORDER"])
+        tasks = int(os.environ.get("REFERENCE_PROTOCOL_TASKS") or last_value("--max_task"))
+        write_protocol(Path(last_value("--log_dir")), order, tasks)
+        fix_class_order(trainer.Trainer, order)
     runpy.run_path(script, run_name="__main__")

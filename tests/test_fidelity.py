@@ -165,7 +165,7 @@ def test_placeholder_trials_give_no_row_and_the_csv_keeps_seeds_run_elsewhere(tm
     done = subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref2"), "--reference-csv", str(csv),
                            "--command", "REFERENCE_OUT=x bash benchmarks/reference_proxy.sh 1"],
                           check=True, capture_output=True, text=True)
-    assert "replacing reference base seed 0: A_N 32.95 (unknown, 2026-11-29) -> 33.00" in done.stdout
+    assert "replacing reference base seed 0 training seed 0: A_N 32.95 (unknown, 2026-11-29) -> 33.00" in done.stdout
     merged = pd.read_csv(csv)
     assert merged.iloc[0].a_n == 33.0 and merged.iloc[0].device_class == here
     assert merged.iloc[0].command == "REFERENCE_OUT=x bash benchmarks/reference_proxy.sh 1"
@@ -275,3 +275,59 @@ def test_reference_proxy_shares_the_plain_task_1_only_where_it_is_plain_and_appe
     assert f"--load_model_dir {out}/bic" in lines[1]
     assert (out / "rehearsal.log").read_text().splitlines()[0] == "earlier run"
     assert "--learner_name NormalNN --memory 400" in (out / "rehearsal.log").read_text()
+
+
+class _Trainer:
+    """The reference Trainer's use of `random` in its constructor: seeded with the trial index for the
+    class shuffle (trainer.py); `other` stands for a later call with another value."""
+
+    def __init__(self, args, seed):
+        import random
+
+        self.order = list(range(10))
+        random.seed(seed)
+        random.shuffle(self.order)
+        random.seed(seed + 1000)
+        self.after = random.random()
+
+
+def test_a_fixed_class_order_redirects_only_the_trials_shuffle_seed():
+    import random
+
+    real_seed = random.seed
+    plain = [_Trainer(None, r) for r in range(3)]
+    assert plain[0].order != plain[1].order  # the trial index picks the class order
+    cls = type("T", (_Trainer,), {})
+    fidelity.fix_class_order(cls, 0)
+    fixed = [cls(None, r) for r in range(3)]
+    assert all(f.order == plain[0].order for f in fixed)  # every trial: class order 0
+    assert [f.after for f in fixed] == [p.after for p in plain]  # other seeds untouched
+    assert random.seed is real_seed  # redirected only while the constructor runs
+
+
+def test_reference_rows_of_a_fixed_class_order_are_training_seeds_and_keep_the_protocol(tmp_path):
+    nan = float("nan")
+    _reference_log(tmp_path, "abd", [[[62.8]], [[60.0]], [[nan]]])  # `--max_task 1` of a 4-task protocol
+    fidelity.write_protocol(tmp_path / "abd", 1, 4)
+    rows = fidelity.reference_rows(tmp_path)
+    assert list(zip(rows.seed, rows.train_seed, rows.tasks, strict=True)) == [(1, 0, 4), (1, 1, 4)]
+    assert list(rows.task1_acc) == [62.8, 60.0] and rows.a_n.isna().all() and rows.new_acc.isna().all()
+    assert rows.a_by_task.iloc[0] == "62.80"
+    fidelity.write_protocol(tmp_path / "abd", 1, 4)  # the same record again: fine
+    with pytest.raises(fidelity.DfcilError, match=r"protocol.json records .*class_order.: 1.* not .*class_order.: 0"):
+        fidelity.write_protocol(tmp_path / "abd", 0, 4)
+
+
+def test_several_reference_training_seeds_are_compared_by_their_mean(tmp_path):
+    for t, first in enumerate((60.0, 62.0, 64.0)):  # ours: task 1 mean 62, std 2 -> band 4
+        _dfcil_run(tmp_path / str(t), 0, t, "abd", [[first], [30.0, 50.0]])
+    ours = fidelity.dfcil_rows([tmp_path / str(t) for t in range(3)])
+    ref = pd.DataFrame([{**_ref_row("abd", 40.0, "unknown"), "train_seed": t, "task1_acc": v}
+                        for t, v in enumerate((66.0, 67.0, 68.0))])  # mean 67: 5 away, outside the band
+    table = fidelity.compare(ours, ref).set_index("metric")
+    assert table.loc["task1_acc", "reference"] == pytest.approx(67.0)
+    assert table.loc["task1_acc", "reference_runs"] == 3 and table.loc["task1_acc", "reference_std"] == pytest.approx(1.0)
+    assert not table.loc["task1_acc", "pass"]
+    assert "62.0 ± 2.0 / 67.0 ± 1.0 [3] ✗" in fidelity.markdown(fidelity.compare(ours, ref))
+    one = fidelity.compare(ours, ref.iloc[:1]).set_index("metric")  # a single run: its value, as before
+    assert one.loc["task1_acc", "reference"] == 66.0 and one.loc["task1_acc", "pass"]

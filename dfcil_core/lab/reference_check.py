@@ -11,7 +11,10 @@ row of their own device class when there is one, and a value from another class 
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,25 +56,72 @@ def _with_middle_tasks(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+# Written into a reference log folder by benchmarks/reference_run.py when REFERENCE_CLASS_ORDER fixes the
+# class order: {"class_order": k, "tasks": T}, T the protocol's task count (a run may stop earlier).
+PROTOCOL_FILE = "protocol.json"
+
+
+def fix_class_order(trainer_cls: Any, order: int) -> None:
+    """Make the reference's `Trainer` shuffle the classes with seed `order` in every trial, so that a
+    trial's index seeds only its training (its per-task seeds and coreset draws): `--repeat R` then gives
+    R training seeds of one class order. Its constructor seeds Python's `random` with the trial index
+    for that shuffle alone (`random.seed(self.seed)` before `random.shuffle(class_order)`); only that call
+    is redirected, and only while the constructor runs."""
+    init = trainer_cls.__init__
+
+    def init_with_order(self: Any, args: Any, seed: int, *rest: Any, **kw: Any) -> None:
+        real_seed = random.seed
+
+        def seed_of_order(a: Any = None, *more: Any, **kw2: Any) -> None:
+            real_seed(order if a == seed else a, *more, **kw2)
+
+        random.seed = seed_of_order
+        try:
+            init(self, args, seed, *rest, **kw)
+        finally:
+            random.seed = real_seed
+
+    trainer_cls.__init__ = init_with_order
+
+
+def write_protocol(log_dir: Path, class_order: int, tasks: int) -> None:
+    """Record in a reference log folder that its trials share class order `class_order` of a `tasks`-task
+    protocol (refused when the folder already records another: its trials would mix two orders)."""
+    path = log_dir / PROTOCOL_FILE
+    doc = {"class_order": class_order, "tasks": tasks}
+    if path.is_file() and (recorded := json.loads(path.read_text())) != doc:
+        raise DfcilError(f"{path} records {json.dumps(recorded)}, not {json.dumps(doc)}: use another log folder")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    atomic_io.write_json(path, doc)
+
+
 def reference_rows(log_root: Path) -> pd.DataFrame:
-    """One row per (method, class-order seed) from the reference's `results-acc/pt.yaml` files.
+    """One row per (method, trial) from the reference's `results-acc/pt.yaml` files.
 
     pt.yaml's history[j][i][r] is the accuracy (%) on task j+1 after task i+1 in trial r; all-NaN
-    trials are placeholders and give no row.
+    trials are placeholders and give no row. Trial r is class-order seed r and training seed r, unless the
+    method's folder holds `protocol.json` (`fix_class_order`): then every trial has its class order and
+    trial r is training seed r, and a run that stopped before the protocol's last task gives the cells
+    it reached (task 1 of a `--max_task 1` run) and NaN for the rest.
     """
     rows = []
     for pt in sorted(log_root.glob("*/results-acc/pt.yaml")):
-        method = pt.parent.parent.name
+        method_dir = pt.parent.parent
+        protocol = json.loads((method_dir / PROTOCOL_FILE).read_text()) if (method_dir / PROTOCOL_FILE).is_file() else None
         hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
         last = hist.shape[0] - 1
+        tasks = int(protocol["tasks"]) if protocol else last + 1
         for r in range(hist.shape[2]):
             a = hist[:, :, r]
             if np.isnan(a).all():  # a placeholder trial (reference_proxy.sh started at a later seed)
                 continue
-            old = float(a[:last, last].mean()) if last > 0 else float("nan")
-            rows.append({"source": "reference", "method": method, "seed": r, "train_seed": r, "tasks": last + 1,
-                         "task1_acc": float(a[0, 0]), "old_acc": old, "new_acc": float(a[last, last]),
-                         "a_n": float(a[: last + 1, last].mean()),
+            complete = last + 1 == tasks
+            old = float(a[:last, last].mean()) if last > 0 and complete else float("nan")
+            rows.append({"source": "reference", "method": method_dir.name,
+                         "seed": int(protocol["class_order"]) if protocol else r, "train_seed": r, "tasks": tasks,
+                         "task1_acc": float(a[0, 0]), "old_acc": old,
+                         "new_acc": float(a[last, last]) if complete else float("nan"),
+                         "a_n": float(a[: last + 1, last].mean()) if complete else float("nan"),
                          "a_by_task": curve_text([float(a[: t + 1, t].mean()) for t in range(last + 1)])})
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -134,16 +184,16 @@ def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Per (task count, method, class-order seed) and cell (`metrics_for`): our mean ± std over training
-    seeds, the reference's value on the same protocol and whether it lies within max(3 points, 2 std)
-    of our mean."""
+    seeds, the reference's value on the same protocol (the mean over its training seeds where it has
+    several, `reference_runs` of them) and whether it lies within max(3 points, 2 std) of our mean."""
     ours = _with_middle_tasks(ours.assign(device_class=ours["device_class"].fillna(UNKNOWN).astype(str)))
     reference = _with_middle_tasks(reference.assign(device_class=reference["device_class"].fillna(UNKNOWN).astype(str)))
     out = []
     for (device, tasks, method, seed), g in ours.groupby(["device_class", "tasks", "method", "seed"], sort=True):
         ref = reference[(reference.method == method) & (reference.seed == seed) & (reference.tasks == tasks)]
         mine = ref[ref.device_class == device]
-        ref = mine if len(mine) else ref.sort_values("device_class")  # another class's value: marked below
-        ref_device = str(ref.device_class.iloc[0]) if len(ref) else ""
+        ref_device = device if len(mine) else (str(ref.device_class.min()) if len(ref) else "")
+        ref = ref[ref.device_class == ref_device]  # another class's values: marked below
         for metric in metrics_for(int(tasks)):
             vals = g[metric].to_numpy(float)
             vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
@@ -152,10 +202,14 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
             mean = float(vals.mean())
             std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
-            ref_val = float(ref[metric].iloc[0]) if len(ref) else float("nan")
-            passed = bool(abs(ref_val - mean) <= band) if len(ref) and not np.isnan(ref_val) else None
+            ref_vals = ref[metric].to_numpy(float)
+            ref_vals = ref_vals[~np.isnan(ref_vals)]
+            ref_val = float(ref_vals.mean()) if len(ref_vals) else float("nan")
+            ref_std = float(ref_vals.std(ddof=1)) if len(ref_vals) > 1 else float("nan")
+            passed = bool(abs(ref_val - mean) <= band) if len(ref_vals) else None
             out.append({"device_class": device, "tasks": int(tasks), "method": method, "seed": int(seed),
                         "metric": metric, "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
+                        "reference_std": ref_std, "reference_runs": len(ref_vals),
                         "reference_device": ref_device, "other_device": _differ(device, ref_device),
                         "band": band, "pass": passed})
     return pd.DataFrame(out)
@@ -168,8 +222,9 @@ def _differ(device: str, ref_device: str) -> bool:
 
 def markdown(table: pd.DataFrame) -> str:
     """The fidelity table, one per protocol task count: one row per (method, seed), each cell as
-    `ours (± std) / reference`; `runs` counts our runs behind the task-1 cell and behind the later
-    cells (a run may stop after task 1)."""
+    `ours (± std) / reference`, the reference as `mean ± std [n]` where it has n > 1 training seeds;
+    `runs` counts our runs behind the task-1 cell and behind the later cells (a run may stop after
+    task 1)."""
     if len(table) and table["tasks"].nunique() > 1:
         return "\n\n".join(f"**{tasks} tasks**\n\n" + markdown(g)
                            for tasks, g in table.groupby("tasks", sort=True))
@@ -187,6 +242,8 @@ def markdown(table: pd.DataFrame) -> str:
             r = g[g.metric == metric].iloc[0]
             std = "" if np.isnan(r.ours_std) else f" ± {r.ours_std:.1f}"
             ref = "not run" if np.isnan(r.reference) else f"{r.reference:.1f}"
+            if r.reference_runs > 1:
+                ref += f" ± {r.reference_std:.1f} [{r.reference_runs}]"
             mark = "" if r["pass"] is None else (" ✓" if r["pass"] else " ✗")
             other = " †" if r.other_device else ""
             cells.append(f"{r.ours_mean:.1f}{std} / {ref}{other}{mark}")
