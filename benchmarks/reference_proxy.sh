@@ -62,7 +62,7 @@ for r in $(seq 1 "$REPEAT"); do
     if [ "$FIRST" -gt 0 ] && [ ! -f "$out/results-acc/global.yaml" ]; then
       # The reference resumes at the trial count of its result files: give it FIRST placeholder (NaN)
       # trials, which fidelity_table.py skips, so that it starts at class-order seed FIRST.
-      "$PY" - "$out" "$FIRST" "$TASKS" <<'PY'
+      "$PY" - "$out" "$FIRST" "${STOP_AFTER:-$TASKS}" <<'PY'
 import sys, pathlib, yaml
 out, first, tasks = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 nan = float("nan")
