@@ -307,8 +307,8 @@ def test_a_fixed_class_order_redirects_only_the_trials_shuffle_seed():
 
 def test_reference_rows_of_a_fixed_class_order_are_training_seeds_and_keep_the_protocol(tmp_path):
     nan = float("nan")
+    fidelity.write_protocol(tmp_path / "abd", 1, 4)  # before the trials, as reference_run.py does
     _reference_log(tmp_path, "abd", [[[62.8]], [[60.0]], [[nan]]])  # `--max_task 1` of a 4-task protocol
-    fidelity.write_protocol(tmp_path / "abd", 1, 4)
     rows = fidelity.reference_rows(tmp_path)
     assert list(zip(rows.seed, rows.train_seed, rows.tasks, strict=True)) == [(1, 0, 4), (1, 1, 4)]
     assert list(rows.task1_acc) == [62.8, 60.0] and rows.a_n.isna().all() and rows.new_acc.isna().all()
@@ -316,6 +316,13 @@ def test_reference_rows_of_a_fixed_class_order_are_training_seeds_and_keep_the_p
     fidelity.write_protocol(tmp_path / "abd", 1, 4)  # the same record again: fine
     with pytest.raises(fidelity.DfcilError, match=r"protocol.json records .*class_order.: 1.* not .*class_order.: 0"):
         fidelity.write_protocol(tmp_path / "abd", 0, 4)
+    # a folder of trials run without a fixed order: trial 1 had class order 1, so order 0 is refused;
+    # its trial 0 alone (class order 0) would have been consistent with it
+    _reference_log(tmp_path / "free", "lwf", [[[50.0]], [[55.0]]])
+    with pytest.raises(fidelity.DfcilError, match=r"holds trials \[1\] of other class orders"):
+        fidelity.write_protocol(tmp_path / "free" / "lwf", 0, 1)
+    _reference_log(tmp_path / "zero", "lwf", [[[50.0]], [[nan]]])
+    fidelity.write_protocol(tmp_path / "zero" / "lwf", 0, 1)
 
 
 def test_several_reference_training_seeds_are_compared_by_their_mean(tmp_path):

@@ -86,11 +86,19 @@ def fix_class_order(trainer_cls: Any, order: int) -> None:
 
 def write_protocol(log_dir: Path, class_order: int, tasks: int) -> None:
     """Record in a reference log folder that its trials share class order `class_order` of a `tasks`-task
-    protocol (refused when the folder already records another: its trials would mix two orders)."""
+    protocol. Refused when the folder already records another, or holds trials run without a fixed
+    order (trial r there had class order r): either way its trials would mix two orders."""
     path = log_dir / PROTOCOL_FILE
     doc = {"class_order": class_order, "tasks": tasks}
     if path.is_file() and (recorded := json.loads(path.read_text())) != doc:
         raise DfcilError(f"{path} records {json.dumps(recorded)}, not {json.dumps(doc)}: use another log folder")
+    pt = log_dir / "results-acc" / "pt.yaml"
+    if not path.is_file() and pt.is_file():
+        hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
+        other = [r for r in range(hist.shape[2]) if r != class_order and not np.isnan(hist[:, :, r]).all()]
+        if other:
+            raise DfcilError(f"{log_dir} holds trials {other} of other class orders (run without a fixed one): "
+                             "use another log folder")
     log_dir.mkdir(parents=True, exist_ok=True)
     atomic_io.write_json(path, doc)
 
