@@ -90,17 +90,33 @@ def write_protocol(log_dir: Path, class_order: int, tasks: int) -> None:
     order (trial r there had class order r): either way its trials would mix two orders."""
     path = log_dir / PROTOCOL_FILE
     doc = {"class_order": class_order, "tasks": tasks}
-    if path.is_file() and (recorded := json.loads(path.read_text())) != doc:
+    recorded = _protocol(log_dir)
+    if recorded is not None and recorded != doc:
         raise DfcilError(f"{path} records {json.dumps(recorded)}, not {json.dumps(doc)}: use another log folder")
-    pt = log_dir / "results-acc" / "pt.yaml"
-    if not path.is_file() and pt.is_file():
-        hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
-        other = [r for r in range(hist.shape[2]) if r != class_order and not np.isnan(hist[:, :, r]).all()]
+    if recorded is None:
+        other = [r for r in _trials(log_dir) if r != class_order]
         if other:
             raise DfcilError(f"{log_dir} holds trials {other} of other class orders (run without a fixed one): "
                              "use another log folder")
     log_dir.mkdir(parents=True, exist_ok=True)
     atomic_io.write_json(path, doc)
+
+
+def _protocol(method_dir: Path) -> dict[str, int] | None:
+    """The folder's protocol.json (`write_protocol`), or None when its trials did not fix a class order."""
+    path = method_dir / PROTOCOL_FILE
+    return atomic_io.read_json(path) if path.is_file() else None
+
+
+def _trials(method_dir: Path) -> dict[int, np.ndarray]:
+    """The trials the reference ran into a method's folder: trial r -> a[j][i], the accuracy (%) on task
+    j+1 after task i+1 (its `results-acc/pt.yaml` holds history[j][i][r]). All-NaN trials are
+    placeholders (reference_proxy.sh started at a later seed) and left out."""
+    pt = method_dir / "results-acc" / "pt.yaml"
+    if not pt.is_file():
+        return {}
+    hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
+    return {r: hist[:, :, r] for r in range(hist.shape[2]) if not np.isnan(hist[:, :, r]).all()}
 
 
 def reference_rows(log_root: Path) -> pd.DataFrame:
@@ -115,14 +131,10 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
     rows = []
     for pt in sorted(log_root.glob("*/results-acc/pt.yaml")):
         method_dir = pt.parent.parent
-        protocol = json.loads((method_dir / PROTOCOL_FILE).read_text()) if (method_dir / PROTOCOL_FILE).is_file() else None
-        hist = np.asarray(yaml.safe_load(pt.read_text())["history"], dtype=float)
-        last = hist.shape[0] - 1
-        tasks = int(protocol["tasks"]) if protocol else last + 1
-        for r in range(hist.shape[2]):
-            a = hist[:, :, r]
-            if np.isnan(a).all():  # a placeholder trial (reference_proxy.sh started at a later seed)
-                continue
+        protocol = _protocol(method_dir)
+        for r, a in _trials(method_dir).items():
+            last = a.shape[0] - 1
+            tasks = int(protocol["tasks"]) if protocol else last + 1
             complete = last + 1 == tasks
             old = float(a[:last, last].mean()) if last > 0 and complete else float("nan")
             rows.append({"source": "reference", "method": method_dir.name,
