@@ -87,3 +87,13 @@ def test_mid_leaves_out_dead_units():
     mid2, left_out2 = metrics.mean_image_distance(za2, zb2)
     assert left_out2 == 1
     assert mid2 == pytest.approx(math.sqrt(9 + 1 + (0.5 / 0.5) ** 2))
+
+
+def test_class_prediction_shares_by_hand():
+    # 5 images of 3 classes (labels 0,0,1,1,2); predicted 0,1,1,1,1: right on images 1, 3, 4.
+    out = metrics.class_prediction_shares(np.array([0, 1, 1, 1, 1]), np.array([0, 0, 1, 1, 2]), 4)
+    assert out["accuracy"] == pytest.approx(60.0)
+    assert out["share"] == pytest.approx([20.0, 80.0, 0.0, 0.0])
+    assert out["recall"][:3] == pytest.approx([50.0, 100.0, 0.0]) and math.isnan(out["recall"][3])
+    with pytest.raises(ValueError, match="must be equal"):
+        metrics.class_prediction_shares(np.array([0, 1]), np.array([0]), 2)

@@ -103,6 +103,22 @@ def summarize(a: AccuracyMatrix, upper: AccuracyMatrix | None) -> dict[str, floa
     }
 
 
+def class_prediction_shares(pred: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, object]:
+    """Where a model's predictions go: accuracy, the share of images predicted as each class and each
+    class's recall, in percent (recall NaN for a class without images). A model that over-predicts one
+    class pulls a generator inverted from it onto that class."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.shape != labels.shape or pred.size == 0:
+        raise ValueError(f"predictions {pred.shape} and labels {labels.shape} must be equal, non-empty")
+    support = np.bincount(labels, minlength=classes).astype(float)
+    hits = np.bincount(labels[pred == labels], minlength=classes).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support * 100, np.nan)
+    return {"accuracy": float((pred == labels).mean() * 100),
+            "share": (np.bincount(pred, minlength=classes) / pred.size * 100).tolist(),
+            "recall": recall.tolist()}
+
+
 # MID leaves out feature dimensions whose spread over `za` is below this share of the median
 # spread: a dead ReLU unit (sigma_a = 0) would otherwise divide by ~0 and swamp every other term.
 MID_MIN_RELATIVE_STD = 1e-2
