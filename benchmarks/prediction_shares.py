@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="fidelity-proxy-4task")
     p.add_argument("-S", dest="overrides", action="append", default=[], help="the run's overrides")
     args = p.parse_args(argv)
+    if args.reference and not args.reference.is_file():
+        p.error(f"no saved model at {args.reference}")
     torch.set_num_threads(1)
     cfg = config_mod.load(preset=args.preset, overrides=[*args.overrides, "runtime.device=cpu"])
     device = torch.device("cpu")

@@ -2,7 +2,7 @@
 
 A many-task run forgets the old tasks its generator stops drawing. This prints the share of the replay
 labelled with each old task's classes (θ(t-1)'s argmax, as both codes label replay) for the generator
-replayed in task t, from either side's saved weights:
+replayed in task t, from either side's saved weights (`--per-class`: per old class instead):
 
     python benchmarks/replay_shares.py --reference outputs/reference-4task/abd/models/repeat-1 --task 3 --classes 5
     python benchmarks/replay_shares.py --ours outputs/proxy4/o0-t0 --method abd --task 3 \
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="fidelity-proxy-4task", help="the run's preset (--ours)")
     p.add_argument("-S", dest="overrides", action="append", default=[], help="the run's overrides (--ours)")
     p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--per-class", action="store_true", help="a share per old class instead of per old task")
     args = p.parse_args(argv)
     gen = torch.Generator().manual_seed(0)
     if args.reference:
@@ -65,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         teacher = load_model(cfg, lay.model(args.method, args.task - 1), args.method, args.task - 1, device, past)
         generator = load_generator(cfg, lay.generator(args.method, args.task), args.method, args.task, device)
         blocks = class_blocks(meta, args.task - 1)
+    if args.per_class:
+        blocks = [(c, c + 1) for c in range(past)]
     generator.eval()
     teacher.eval()
     with torch.no_grad():
         shares = replay_class_shares(generator, teacher, past, blocks, n=args.draws, gen=gen)
+    if args.per_class:
+        shares["share_by_class"] = shares.pop("share_by_task")
     print(json.dumps(shares))
     return 0
 
