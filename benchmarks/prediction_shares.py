@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import resnet32_state
+from dfcil_core.lab.reference_weights import saved_classifier
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.metrics import class_prediction_shares
-from dfcil_core.method.models import IncrementalClassifier
 from dfcil_core.method.training import predict
 from dfcil_core.run.artifacts import Layout, read_split, seen_classes
 from dfcil_core.run.checkpoints import load_model
@@ -52,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     tests = test_sets(lay, args.task, device)
     x, y = torch.cat([t.x for t in tests]), torch.cat([t.y for t in tests])
     if args.reference:
-        state = resnet32_state(torch.load(args.reference, map_location="cpu"))
-        model = IncrementalClassifier("resnet32", 32, seen, state["head.weight"].shape[0])
-        model.load_state_dict(state)
+        model = saved_classifier(args.reference, seen)
     else:
         model = load_model(cfg, lay.model(args.method, args.task), args.method, args.task, device, seen)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)

@@ -18,7 +18,7 @@ import torch
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import generator_state, resnet32_state
+from dfcil_core.lab.reference_weights import generator_state, resnet32_state, saved_classifier
 from dfcil_core.method import datasets as data
 from dfcil_core.method import learners, losses, training
 from dfcil_core.method.augment import DeviceAugment
@@ -131,6 +131,16 @@ def test_generator_forward_equal(ref, setup):
             assert torch.allclose(ours(z), setup.ref_gen(z), rtol=1e-10, atol=1e-12)
     eps = [m.eps for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert eps == [m.eps for m in setup.ref_gen.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [1e-5, 0.8, 0.8, 1e-5]
+
+
+def test_saved_classifier_loads_a_reference_class_pth(setup, tmp_path):
+    """A `class.pth` as the reference saves it becomes our classifier with the same logits over the
+    seen classes and the reference's head rows."""
+    torch.save(setup.ref_teacher.state_dict(), tmp_path / "class.pth")
+    ours = saved_classifier(tmp_path / "class.pth", SEEN).eval()
+    assert ours.head.weight.shape[0] == HEADS
+    with torch.no_grad():
+        assert torch.allclose(ours(setup.x)[:, :SEEN], setup.ref_teacher(setup.x)[:, :SEEN], rtol=1e-6, atol=1e-6)
 
 
 def test_init_matches_reference_distribution(ref):

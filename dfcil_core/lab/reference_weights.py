@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from dfcil_core.method.models import IncrementalClassifier
+
 
 def _resnet_key(key: str, blocks: int = 5) -> str:
     """conv1/bn1 -> features.stem.{0,1}; layer{s}.{b} -> features.layers.{blocks(s-1)+b}; last -> head."""
@@ -28,6 +30,15 @@ def _resnet_key(key: str, blocks: int = 5) -> str:
 def resnet32_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The reference's ResNet-32 state dict under our IncrementalClassifier's names."""
     return {_resnet_key(k): v.clone() for k, v in ref_state.items()}
+
+
+def saved_classifier(path: Path, seen: int) -> IncrementalClassifier:
+    """The reference's saved 32 px ResNet-32 (a `class.pth`) as our classifier over `seen` classes,
+    keeping its head's row count (100 in its CIFAR-100 runs)."""
+    state = resnet32_state(torch.load(path, map_location="cpu"))
+    model = IncrementalClassifier("resnet32", 32, seen, state["head.weight"].shape[0])
+    model.load_state_dict(state)
+    return model
 
 
 def resnet18_authors_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
