@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import saved_classifier
+from dfcil_core.lab.reference_weights import reference_classifier, resnet32_state
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.metrics import class_prediction_shares
 from dfcil_core.method.training import predict
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     tests = test_sets(lay, args.task, device)
     x, y = torch.cat([t.x for t in tests]), torch.cat([t.y for t in tests])
     if args.reference:
-        model = saved_classifier(args.reference, seen)
+        model = reference_classifier(resnet32_state(torch.load(args.reference, map_location="cpu")), seen)
     else:
         model = load_model(cfg, lay.model(args.method, args.task), args.method, args.task, device, seen)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device)

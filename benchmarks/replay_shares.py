@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import generator_state, saved_classifier
+from dfcil_core.lab.reference_weights import reference_classifier, saved_task_states
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import replay_class_shares
 from dfcil_core.run.artifacts import Layout, class_blocks, read_split, seen_classes
@@ -31,10 +31,10 @@ from dfcil_core.run.checkpoints import load_generator, load_model
 
 def reference_pair(models: Path, task: int, past: int) -> tuple[Generator, IncrementalClassifier]:
     """The reference's generator replayed in `task` and θ(task-1), under our module names."""
-    saved = models / f"task-{task - 1}"
+    state, gen_state = saved_task_states(models / f"task-{task - 1}")
     generator = Generator()
-    generator.load_state_dict(generator_state(torch.load(saved / "generator.pth", map_location="cpu")))
-    return generator, saved_classifier(saved / "class.pth", past)
+    generator.load_state_dict(gen_state)
+    return generator, reference_classifier(state, past)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.lab.reference_weights import generator_state, resnet32_state, saved_classifier
+from dfcil_core.lab.reference_weights import generator_state, reference_classifier, resnet32_state
 from dfcil_core.method import datasets as data
 from dfcil_core.method import learners, losses, training
 from dfcil_core.method.augment import DeviceAugment
@@ -133,11 +133,11 @@ def test_generator_forward_equal(ref, setup):
     assert eps == [m.eps for m in setup.ref_gen.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [1e-5, 0.8, 0.8, 1e-5]
 
 
-def test_saved_classifier_loads_a_reference_class_pth(setup, tmp_path):
+def test_reference_classifier_has_the_references_logits(setup, tmp_path):
     """A `class.pth` as the reference saves it becomes our classifier with the same logits over the
     seen classes and the reference's head rows."""
     torch.save(setup.ref_teacher.state_dict(), tmp_path / "class.pth")
-    ours = saved_classifier(tmp_path / "class.pth", SEEN).eval()
+    ours = reference_classifier(resnet32_state(torch.load(tmp_path / "class.pth")), SEEN).eval()
     assert ours.head.weight.shape[0] == HEADS
     with torch.no_grad():
         assert torch.allclose(ours(setup.x)[:, :SEEN], setup.ref_teacher(setup.x)[:, :SEEN], rtol=1e-6, atol=1e-6)

@@ -32,10 +32,10 @@ def resnet32_state(ref_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {_resnet_key(k): v.clone() for k, v in ref_state.items()}
 
 
-def saved_classifier(path: Path, seen: int) -> IncrementalClassifier:
-    """The reference's saved 32 px ResNet-32 (a `class.pth`) as our classifier over `seen` classes,
-    keeping its head's row count (100 in its CIFAR-100 runs)."""
-    state = resnet32_state(torch.load(path, map_location="cpu"))
+def reference_classifier(state: dict[str, torch.Tensor], seen: int) -> IncrementalClassifier:
+    """Our classifier over `seen` classes holding the reference's ResNet-32 weights (`state` already
+    under our names, as `resnet32_state` or `saved_task_states` give it), keeping its head's row count
+    (100 in its CIFAR-100 runs)."""
     model = IncrementalClassifier("resnet32", 32, seen, state["head.weight"].shape[0])
     model.load_state_dict(state)
     return model
