@@ -39,10 +39,10 @@ import torch
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.config import AbdConfig
-from dfcil_core.lab.reference_weights import saved_task_states
+from dfcil_core.lab.reference_weights import reference_classifier, saved_task_states
 from dfcil_core.method import losses
 from dfcil_core.method.augment import DeviceAugment
-from dfcil_core.method.models import Generator, IncrementalClassifier
+from dfcil_core.method.models import Generator
 from dfcil_core.method.training import accuracy_row
 from dfcil_core.run.artifacts import Layout, read_split, seen_classes
 from dfcil_core.run.checkpoints import load_model
@@ -72,9 +72,7 @@ def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
 def first_step_kd(model_state: dict, past: int, gen_state: dict, split: Path,
                   lambda_kd: float = AbdConfig().lambda_kd) -> tuple[float, float]:
     """ABD's feature-KD (Eq. 13, x lambda_kd) between a train-mode copy of θ(1) and θ(1): (real, synthetic)."""
-    teacher = IncrementalClassifier("resnet32", 32, past, model_state["head.weight"].shape[0])
-    teacher.load_state_dict(model_state)
-    teacher.eval()
+    teacher = reference_classifier(model_state, past).eval()
     gen = Generator()
     gen.load_state_dict(gen_state)
     gen.eval()
