@@ -88,3 +88,10 @@ def test_random_overrides_never_give_a_traceback(overrides, capsys):
     assert rc in (0, 2)
     if rc == 2:
         assert len(err.splitlines()) == 1 and err.startswith("dfcil: error: "), err
+
+
+def test_an_error_echoing_a_separator_stays_one_line(capsys):
+    """A key holding a record separator (\\x1e, a line break to str.splitlines) is echoed escaped."""
+    assert main(["config", "--preset", "tiny", "--set=0\x1e0="]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["dfcil: error: invalid config: 0\\x1e0: unknown key"]
