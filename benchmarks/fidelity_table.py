@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.errors import DfcilError, one_line
 from dfcil_core.lab import reference_check as fidelity
 from dfcil_core.method.runtime import device_fingerprint
 
@@ -67,7 +67,7 @@ def main() -> int:
             print(f"{len(merged)} run rows -> {a.runs_csv}")
         table = fidelity.compare(ours, pd.read_csv(a.reference_csv))
     except DfcilError as err:  # one line, as every dfcil command reports bad input
-        print(f"fidelity_table: error: {err}", file=sys.stderr)
+        print(f"fidelity_table: error: {one_line(err)}", file=sys.stderr)
         return 2
     print(fidelity.markdown(table))
     for device, g in table.drop_duplicates(["device_class", "method", "seed"]).groupby("reference_device", sort=True):

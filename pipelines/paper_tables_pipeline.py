@@ -23,7 +23,7 @@ from components.stage_components import DEFAULT_IMAGE, make_components
 from components.table_components import make_table_components
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.config import AbdConfig, explicit_params
-from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.errors import DfcilError, one_line
 from pipelines.dfcil_pipeline import S3_SECRET, add_run
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe = build_tables_pipeline(cfg, a.splits, a.seeds, a.parallelism, a.ablations, a.image, a.pipeline_root,
                                      gpu=not a.no_gpu)
     except DfcilError as err:
-        print(f"paper_tables: error: {err}", file=sys.stderr)
+        print(f"paper_tables: error: {one_line(err)}", file=sys.stderr)
         return 2
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -82,3 +82,11 @@ def test_kfp_local_fan_out_equals_dfcil_tables_in_process(tmp_path, monkeypatch,
     assert set(expected[expected.runs > 0].runs) == {2}  # both seeds in every cell that ran
     pd.testing.assert_frame_equal(from_kfp, expected)
     assert (found[0].parent / "tables.html").is_file()
+
+
+def test_a_bad_override_is_one_escaped_error_line(capsys, tmp_path):
+    """The pipeline compiler reports DfcilError as the CLI does: one line, unprintable characters escaped."""
+    from pipelines.paper_tables_pipeline import main
+    assert main(["--set=0\x1e0=", "--out", str(tmp_path / "p.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines() == ["paper_tables: error: invalid config: 0\\x1e0: unknown key"]
+    assert not (tmp_path / "p.yaml").exists()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dfcil_core.foundations import config as config_mod
-from dfcil_core.foundations.errors import DfcilError, StopRequested
+from dfcil_core.foundations.errors import DfcilError, StopRequested, one_line
 
 log = logging.getLogger("dfcil")
 
@@ -223,12 +223,6 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     return parser
 
 
-def one_line(message: str) -> str:
-    """`message` with every character that is not printable escaped (a key or value echoed from the
-    user may hold a newline or a separator such as \\x1e, which str.splitlines breaks on)."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
-
-
 def main(argv: list[str] | None = None,
          extend: Callable[[argparse._SubParsersAction], None] | None = None) -> int:
     args = build_parser(extend).parse_args(argv)
@@ -239,7 +233,7 @@ def main(argv: list[str] | None = None,
     try:
         return args.handler(args)
     except DfcilError as err:
-        print(f"dfcil: error: {one_line(str(err))}", file=sys.stderr)
+        print(f"dfcil: error: {one_line(err)}", file=sys.stderr)
         return 2
     except StopRequested as err:
         print(f"dfcil: stopped by SIGTERM: {err}; re-run the same command to resume", file=sys.stderr)

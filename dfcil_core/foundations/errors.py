@@ -5,6 +5,13 @@ class DfcilError(Exception):
     """Bad input (config, data, checkpoint): reported as one line, no traceback."""
 
 
+def one_line(err: BaseException) -> str:
+    """`err`'s message with every unprintable character escaped, so that it prints as the one line the
+    contract promises: a key or path echoed from the user may hold a newline or a separator such as
+    \\x1e, which str.splitlines breaks on."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(err))
+
+
 class Diverged(DfcilError):
     """A training or inversion loss went non-finite or past its bound: the stage stops and writes
     nothing of its task; the stage adds which method and task, and what to change."""
