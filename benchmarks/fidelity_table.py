@@ -70,12 +70,13 @@ def main() -> int:
         print(f"fidelity_table: error: {one_line(err)}", file=sys.stderr)
         return 2
     print(fidelity.markdown(table))
-    for device, g in table.drop_duplicates(["device_class", "method", "seed"]).groupby("reference_device", sort=True):
-        if device:  # say which machine class each compared reference value came from
+    for machine, g in table.drop_duplicates(["machine_class", "method", "seed"]).groupby("reference_machine", sort=True):
+        if machine:  # say which machine class each compared reference value came from
             pairs = ", ".join(f"{m} {s}" for m, s in zip(g.method, g.seed, strict=True))
-            print(f"reference measured on {device}: {pairs}")
-    for device in sorted(set(table.device_class)):
-        print(f"ours measured on {device}")
+            print(f"reference measured on {machine}: {pairs}")
+    for machine, g in table.groupby("machine_class", sort=True):
+        threads = sorted({int(n) for t in g.threads if t for n in t.split(", ")})
+        print(f"ours measured on {machine}" + (f" ({', '.join(map(str, threads))} threads)" if threads else ""))
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.2f")
     return 0

@@ -195,13 +195,39 @@ def test_runs_are_compared_with_the_reference_of_their_own_device_class(tmp_path
     ref = pd.DataFrame([_ref_row("abd", 45.0, AVX512), _ref_row("abd", 51.0, AVX2)])
     table = fidelity.compare(ours, ref).set_index("metric")  # ours: a_n 50, 50.5, 51 -> mean 50.5
     assert table.loc["a_n", "reference"] == 51.0 and table.loc["a_n", "pass"]  # AVX2's 51, not AVX-512's 45
-    assert table.loc["a_n", "reference_device"] == AVX2 and not table.loc["a_n", "other_device"]
+    assert table.loc["a_n", "reference_machine"] == "cpu AVX2 | torch 2.14.1" and not table.loc["a_n", "other_device"]
     # only another class measured the reference: its value is used, marked † and named under the table
     table = fidelity.compare(ours, ref.iloc[:1])
     assert table.other_device.all()
     text = fidelity.markdown(table)
     assert "| abd | 0 | 3 / 3 | 70.0 ± 0.0 / 70.0 † ✓ | 50.5 ± 0.5 / 45.0 † ✗ |" in text
-    assert f"† abd 0: ours on {AVX2}, the reference only on {AVX512}" in text
+    assert "† abd 0: ours on cpu AVX2 | torch 2.14.1, the reference only on cpu AVX512 | torch 2.14.1" in text
+
+
+def test_thread_counts_of_one_machine_class_are_pooled_and_a_training_seed_counts_once(tmp_path):
+    one = "cpu AVX512 | 1 threads | torch 2.14.1"
+    runs = [_dfcil_run_on(tmp_path / "0", 0, one, [[70.0], [40.0, 60.0]]),   # a_n 50
+            _dfcil_run_on(tmp_path / "1", 1, AVX512, [[74.0], [44.0, 60.0]])]  # a_n 52, on 2 threads
+    # training seed 1 again, task 1 only (1 thread): its full lineage on 2 threads is the one counted
+    atomic_io.write_json(tmp_path / "1b" / "eval" / "first_task.json",
+                         {"seed": 0, "train_seed": 1, "tasks": 2, "task1_acc": {"abd": 99.0}, "device_class": one})
+    ours = fidelity.dfcil_rows([*runs, tmp_path / "1b"])
+    assert len(ours) == 3
+    ref = pd.DataFrame([_ref_row("abd", 51.5, one), _ref_row("abd", 40.0, AVX2)])
+    table = fidelity.compare(ours, ref).set_index("metric")
+    assert table.loc["task1_acc", "runs"] == 2 and table.loc["task1_acc", "ours_mean"] == 72.0  # 70, 74: not 99
+    assert table.loc["a_n", "ours_mean"] == 51.0 and table.loc["a_n", "reference"] == 51.5  # AVX-512's, not AVX2's
+    assert table.loc["a_n", "threads"] == "1, 2" and table.loc["a_n", "reference_threads"] == "1"
+    assert not table.other_device.any()
+    assert "| abd (1+2 threads) | 0 | 2 / 2 |" in fidelity.markdown(fidelity.compare(ours, ref))
+
+
+def test_a_first_task_file_names_the_class_that_trained_each_model(tmp_path):
+    atomic_io.write_json(tmp_path / "eval" / "first_task.json",
+                         {"seed": 0, "train_seed": 0, "tasks": 2, "task1_acc": {"abd": 70.0, "base": 60.0},
+                          "device_class": AVX2, "trained_on": {"abd": AVX512}})
+    rows = fidelity.dfcil_rows([tmp_path]).set_index("method")
+    assert rows.loc["abd", "device_class"] == AVX512 and rows.loc["base", "device_class"] == AVX2
 
 
 def test_runs_csv_keeps_our_rows_and_gives_the_same_table_without_the_output_folders(tmp_path):
@@ -222,7 +248,8 @@ def test_runs_csv_keeps_our_rows_and_gives_the_same_table_without_the_output_fol
     assert list(stored.train_seed) == [0, 1, 2] and set(stored.device_class) == {AVX2}
     from_csv = table(str(rows))
     assert "| abd | 0 | 3 / 3 | 71.0 ± 1.0 / 70.0 ✓ | 49.5 ± 0.5 / 49.0 ✓ |" in from_csv
-    assert f"ours measured on {AVX2}" in from_csv and f"reference measured on {AVX2}: abd 0" in from_csv
+    assert "ours measured on cpu AVX2 | torch 2.14.1 (2 threads)" in from_csv
+    assert "reference measured on cpu AVX2 | torch 2.14.1: abd 0" in from_csv
 
 
 def test_recording_the_reference_keeps_other_device_classes(tmp_path):
@@ -338,3 +365,20 @@ def test_several_reference_training_seeds_are_compared_by_their_mean(tmp_path):
     assert "62.0 ± 2.0 / 67.0 ± 1.0 [3] ✗" in fidelity.markdown(fidelity.compare(ours, ref))
     one = fidelity.compare(ours, ref.iloc[:1]).set_index("metric")  # a single run: its value, as before
     assert one.loc["task1_acc", "reference"] == 66.0 and one.loc["task1_acc", "pass"]
+
+
+def test_device_classes_combine_and_lose_only_their_thread_count():
+    from dfcil_core.foundations import provenance as pv
+
+    one, two = "cpu AVX512 | 1 threads | torch 2.14.1", "cpu AVX512 | 2 threads | torch 2.14.1"
+    assert pv.combine_device_classes([two, two]) == two
+    assert pv.combine_device_classes([two, one, two]) == "cpu AVX512 | 1+2 threads | torch 2.14.1"
+    assert pv.combine_device_classes(["cpu AVX512 | 1+2 threads | torch 2.14.1", "cpu AVX512 | 4 threads | torch 2.14.1"]) \
+        == "cpu AVX512 | 1+2+4 threads | torch 2.14.1"
+    assert pv.combine_device_classes([AVX2, two]) == f"{AVX2} + {two}"  # another ISA: never merged
+    assert pv.machine_class("cpu AVX512 | 1+2 threads | torch 2.14.1") == pv.machine_class(one) == "cpu AVX512 | torch 2.14.1"
+    assert pv.machine_class("NVIDIA H200 | torch 2.14.1") == "NVIDIA H200 | torch 2.14.1"
+    assert pv.thread_counts("cpu AVX512 | 1+2 threads | torch 2.14.1") == [1, 2] and pv.thread_counts("unknown") == []
+    assert pv.with_threads(two, 1) == one and pv.with_threads("unknown", 1) == "unknown"
+    with pytest.raises(ValueError):
+        pv.combine_device_classes([])

@@ -69,6 +69,9 @@ def test_run_writes_every_contracted_output(tiny_run):
     for col in ("cpu_model", "cpu_isa", "threads", "gpu", "torch", "device_class"):  # the device fingerprint
         assert col in row.index
     assert row["gpu"] == "none" and row["device_class"].startswith(f"cpu {row['cpu_isa']} | ")
+    # the class that trained each model is on its stage records, and the results row names it
+    trained = artifacts.read_stage_log(out, "train_abd_t2")["device_class"]
+    assert artifacts.read_stage_log(out, "synthesize_abd_t2")["device_class"] == trained == row["device_class"]
     # ABD has its own θ(1) and generator (the authors' task 1: CE over every head row)
     assert (out / "models" / "abd" / "task_1.pt").is_file() and (out / "generators" / "abd" / "task_2.pt").is_file()
     abd_t2 = atomic_io.load_torch(lay.model("abd", 2))
@@ -125,6 +128,7 @@ def test_first_task_accuracy_is_the_first_matrix_cell(tiny_run):
         assert acc[m] == a.values[0, 0]
     first = json.loads((out / "eval" / "first_task.json").read_text())
     assert first["task1_acc"] == acc and first["tasks"] == cfg.data.n_tasks  # its protocol, for the fidelity table
+    assert first["trained_on"] == {m: first["device_class"] for m in acc}  # trained and evaluated here
     split_only = out.parent / (out.name + "-split-only")  # the run's split, no model yet
     shutil.copytree(out / "split", split_only / "split", dirs_exist_ok=True)
     with pytest.raises(DfcilError, match=r"no θ\(1\) of abd to evaluate; train task 1 first"):
@@ -219,3 +223,18 @@ def test_cli_missing_data_root(tmp_path, monkeypatch):
     r = _cli("split", "--preset", "tiny", "-S", "data.download=false", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "$DFCIL_DATA_ROOT" in r.stderr
+
+
+def test_the_trained_device_class_reads_every_stage_of_the_lineage(tmp_path):
+    """A lineage trained on 2 threads, its generator inverted on 1 (a record older than `device_class`
+    names the count only in `device`) and evaluated on 2: "1+2 threads". A stage without a record (a
+    DVC-fetched output) counts as the evaluating class."""
+    here, lay = "cpu AVX512 | 2 threads | torch X", artifacts.Layout(tmp_path)
+    atomic_io.write_json(lay.stage_log("train_abd_t1"), {"device_class": here})
+    atomic_io.write_json(lay.stage_log("synthesize_abd_t2"), {"device": "cpu (x86_64, 1 threads)"})
+    assert evaluate_stage.trained_device_class(tmp_path, "abd", 1, here) == here
+    assert evaluate_stage.trained_device_class(tmp_path, "abd", 2, here) == "cpu AVX512 | 1+2 threads | torch X"
+    # LwF inverts nothing: θ(1) is the shared CE lineage's (train_ce_t1, no record here), θ(2) its own
+    atomic_io.write_json(lay.stage_log("train_lwf_t2"), {"device_class": "cpu AVX2 | 2 threads | torch X"})
+    assert (evaluate_stage.trained_device_class(tmp_path, "lwf", 2, here)
+            == "cpu AVX2 | 2 threads | torch X + cpu AVX512 | 2 threads | torch X")

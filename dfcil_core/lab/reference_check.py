@@ -4,9 +4,11 @@ Rows come from two places: the reference's own result files (`<log_dir>/results-
 folder per method, written by `benchmarks/reference_proxy.sh`) and evaluated dfcil output
 directories (`metrics.json` + `eval/<method>/accuracy_matrix.json`). A cell passes when the
 reference lies within max(3 points, 2 std) of our mean over training seeds at the same class order.
-Both carry the device class that measured them (CPU ISA, threads, torch): the same protocol and seed
+Both carry the device class that trained them (CPU ISA, threads, torch): the same protocol and seed
 moves by several points between AVX2 and AVX-512 kernels, so our runs are compared with the reference
-row of their own device class when there is one, and a value from another class is marked.
+rows of their own machine class (the device class without its thread count) when there are any, and a
+value from another class is marked. Runs on other thread counts of one machine class are pooled: the
+thread count changes the reduction order, and so the trajectory, as another training seed does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.foundations.provenance import UNKNOWN, commit_of
+from dfcil_core.foundations.provenance import UNKNOWN, commit_of, machine_class, thread_counts
 from dfcil_core.method.metrics import AccuracyMatrix
 from dfcil_core.run.artifacts import read_stage_log
 from dfcil_core.run.results_table import read_runs
@@ -175,7 +177,8 @@ def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
             rows += [{"source": "dfcil", "method": m, "seed": doc["seed"], "train_seed": doc["train_seed"],
                       "tasks": doc.get("tasks", 2), "task1_acc": acc, "old_acc": np.nan, "new_acc": np.nan,
                       "a_n": np.nan, "a_by_task": "",
-                      "device_class": doc["device_class"], "commit": _commit(out, "evaluate_first_task")}
+                      "device_class": doc.get("trained_on", {}).get(m, doc["device_class"]),
+                      "commit": _commit(out, "evaluate_first_task")}
                      for m, acc in doc["task1_acc"].items() if m not in done]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
@@ -202,36 +205,58 @@ def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return both.drop_duplicates(key, keep="last").sort_values(key, ignore_index=True)
 
 
+def _pooled(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with their `machine_class` (`provenance.machine_class`: the device class without its thread
+    count), one row per (machine class, task count, method, class order, training seed): a lineage
+    evaluated after its last task before one evaluated at task 1 only, then the latest `date` where rows
+    have one, then the first device class. Runs of one machine class on other thread counts are pooled
+    like more training seeds (the thread count moves the trajectory as a seed does); a training seed is
+    never counted twice."""
+    rows = rows.assign(device_class=rows["device_class"].fillna(UNKNOWN).astype(str))
+    rows = rows.assign(machine_class=rows["device_class"].map(machine_class), complete=rows["a_n"].notna())
+    order = ["complete", *(["date"] if "date" in rows else []), "device_class"]
+    rows = rows.sort_values(order, ascending=[False] * (len(order) - 1) + [True], kind="stable")
+    keys = ["machine_class", "tasks", "method", "seed", "train_seed"]
+    return rows.drop_duplicates(keys).drop(columns="complete").sort_values(keys, ignore_index=True)
+
+
+def _threads_of(device_classes: pd.Series) -> str:
+    """The thread counts behind a group's runs, "1, 2" ("" where no class names one: a GPU)."""
+    return ", ".join(map(str, sorted({n for c in device_classes for n in thread_counts(str(c))})))
+
+
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per (task count, method, class-order seed) and cell (`metrics_for`): our mean ± std over training
-    seeds, the reference's value on the same protocol (the mean over its training seeds where it has
-    several, `reference_runs` of them) and whether it lies within max(3 points, 2 std) of our mean."""
-    ours = _with_middle_tasks(ours.assign(device_class=ours["device_class"].fillna(UNKNOWN).astype(str)))
-    reference = _with_middle_tasks(reference.assign(device_class=reference["device_class"].fillna(UNKNOWN).astype(str)))
+    """Per (machine class, task count, method, class-order seed) and cell (`metrics_for`): our mean ± std
+    over training seeds, the reference's value on the same protocol (the mean over its training seeds
+    where it has several, `reference_runs` of them) and whether it lies within max(3 points, 2 std) of
+    our mean. Each side is `_pooled`; the reference of our own machine class is used where there is one,
+    else another class's, marked `other_device`."""
+    ours, reference = _with_middle_tasks(_pooled(ours)), _with_middle_tasks(_pooled(reference))
     out = []
-    for (device, tasks, method, seed), g in ours.groupby(["device_class", "tasks", "method", "seed"], sort=True):
+    for (machine, tasks, method, seed), g in ours.groupby(["machine_class", "tasks", "method", "seed"], sort=True):
         ref = reference[(reference.method == method) & (reference.seed == seed) & (reference.tasks == tasks)]
-        mine = ref[ref.device_class == device]
-        ref_device = device if len(mine) else (str(ref.device_class.min()) if len(ref) else "")
-        ref = ref[ref.device_class == ref_device]  # another class's values: marked below
+        mine = ref[ref.machine_class == machine]
+        ref_machine = machine if len(mine) else (str(ref.machine_class.min()) if len(ref) else "")
+        ref = ref[ref.machine_class == ref_machine]  # another class's values: marked below
         for metric in metrics_for(int(tasks)):
-            vals = g[metric].to_numpy(float)
-            vals = vals[~np.isnan(vals)]  # runs evaluated at task 1 only have no later cells
-            if len(vals) == 0:
+            has = g[g[metric].notna()]  # runs evaluated at task 1 only have no later cells
+            if len(has) == 0:
                 continue
+            vals = has[metric].to_numpy(float)
             mean = float(vals.mean())
             std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             band = max(MIN_POINTS, K_STD * std) if len(vals) > 1 else MIN_POINTS
-            ref_vals = ref[metric].to_numpy(float)
-            ref_vals = ref_vals[~np.isnan(ref_vals)]
+            ref_has = ref[ref[metric].notna()]
+            ref_vals = ref_has[metric].to_numpy(float)
             ref_val = float(ref_vals.mean()) if len(ref_vals) else float("nan")
             ref_std = float(ref_vals.std(ddof=1)) if len(ref_vals) > 1 else float("nan")
             passed = bool(abs(ref_val - mean) <= band) if len(ref_vals) else None
-            out.append({"device_class": device, "tasks": int(tasks), "method": method, "seed": int(seed),
-                        "metric": metric, "runs": len(vals), "ours_mean": mean, "ours_std": std, "reference": ref_val,
-                        "reference_std": ref_std, "reference_runs": len(ref_vals),
-                        "reference_device": ref_device, "other_device": _differ(device, ref_device),
-                        "band": band, "pass": passed})
+            out.append({"machine_class": machine, "threads": _threads_of(has.device_class), "tasks": int(tasks),
+                        "method": method, "seed": int(seed), "metric": metric, "runs": len(vals), "ours_mean": mean,
+                        "ours_std": std, "reference": ref_val, "reference_std": ref_std,
+                        "reference_runs": len(ref_vals), "reference_machine": ref_machine,
+                        "reference_threads": _threads_of(ref_has.device_class),
+                        "other_device": _differ(machine, ref_machine), "band": band, "pass": passed})
     return pd.DataFrame(out)
 
 
@@ -249,11 +274,11 @@ def markdown(table: pd.DataFrame) -> str:
         return "\n\n".join(f"**{tasks} tasks**\n\n" + markdown(g)
                            for tasks, g in table.groupby("tasks", sort=True))
     metrics = metrics_for(int(table["tasks"].iloc[0]) if len(table) else 2)
-    several = table["device_class"].nunique() > 1 if len(table) else False
+    several = table["machine_class"].nunique() > 1 if len(table) else False
     lines = ["| method | class-order seed | runs (task 1 / all tasks) | "
              + " | ".join(f"{m}: ours / ref" for m in metrics) + " |",
              "|---|---|---|" + "---|" * len(metrics)]
-    for (device, method, seed), g in table.groupby(["device_class", "method", "seed"], sort=True):
+    for (machine, method, seed), g in table.groupby(["machine_class", "method", "seed"], sort=True):
         cells = []
         for metric in metrics:
             if not (g.metric == metric).any():
@@ -268,11 +293,14 @@ def markdown(table: pd.DataFrame) -> str:
             other = " †" if r.other_device else ""
             cells.append(f"{r.ours_mean:.1f}{std} / {ref}{other}{mark}")
         runs = [int(g[g.metric == m].runs.max()) if (g.metric == m).any() else 0 for m in ("task1_acc", "a_n")]
-        name = f"{method} ({device})" if several else method
+        threads = sorted({int(n) for t in g.threads if t for n in t.split(", ")})
+        label = [machine] if several else []
+        label += [f"{'+'.join(map(str, threads))} threads"] if len(threads) > 1 else []  # pooled thread counts
+        name = f"{method} ({'; '.join(label)})" if label else method
         lines.append(f"| {name} | {seed} | {runs[0]} / {runs[1]} | " + " | ".join(cells) + " |")
-    others = table[table.other_device].drop_duplicates(["device_class", "method", "seed"]) if len(table) else table
+    others = table[table.other_device].drop_duplicates(["machine_class", "method", "seed"]) if len(table) else table
     if len(others):
         lines.append("")
-        lines += [f"† {r.method} {r.seed}: ours on {r.device_class}, the reference only on {r.reference_device}"
+        lines += [f"† {r.method} {r.seed}: ours on {r.machine_class}, the reference only on {r.reference_machine}"
                   for r in others.itertuples()]
     return "\n".join(lines)

@@ -3,6 +3,7 @@ tables, the plots and the report page of a run."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,24 @@ import torch
 from dfcil_core.foundations import atomic_io, registry
 from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import DfcilError
+from dfcil_core.foundations.provenance import combine_device_classes, thread_counts, with_threads
 from dfcil_core.method import metrics
 from dfcil_core.method.models import LogitBias
 from dfcil_core.method.runtime import configure, device_fingerprint, device_name
 from dfcil_core.method.task_inputs import TaskData, to_device
 from dfcil_core.method.training import accuracy_row
 from dfcil_core.run import report
-from dfcil_core.run.artifacts import Layout, load_checked, model_hash, read_split, seen_classes, task_arrays, write_stage_log
+from dfcil_core.run.artifacts import (
+    Layout,
+    load_checked,
+    model_hash,
+    read_split,
+    read_stage_log,
+    seen_classes,
+    stage_name,
+    task_arrays,
+    write_stage_log,
+)
 from dfcil_core.run.checkpoints import load_model, model_from_checkpoint
 from dfcil_core.run.feature_diagnosis import feature_diagnosis
 from dfcil_core.run.results_table import write_tables
@@ -52,6 +64,36 @@ def accuracy_matrix(cfg: Config, method: str, out: Path, device: torch.device, t
     return metrics.AccuracyMatrix.from_rows(rows, [int(t.y.shape[0]) for t in tests]), histories
 
 
+_THREADS_IN_DEVICE_NAME = re.compile(r"^cpu \(.*, (\d+) threads\)$")  # `runtime.device_name`'s CPU form
+
+
+def trained_device_class(out: Path, method: str, tasks: int, evaluated_on: str) -> str:
+    """The device class that trained `method`'s θ(1..tasks): its train and synthesize stages' own
+    records, combined (`provenance.combine_device_classes`: "1+2 threads" where they ran on different
+    thread counts). The class that evaluates may differ from the one that trained, and only the one
+    that trained decides the numbers. A record older than its `device_class` key gives its thread count
+    in `device`, read into `evaluated_on`'s class; a stage without any record counts as `evaluated_on`."""
+    stages = [stage_name("train", method, t) for t in range(1, tasks + 1)]
+    stages += [stage_name("synthesize", method, t) for t in range(2, tasks + 1) if registry.replays_inverted(method, t)]
+    classes = []
+    for stage in stages:
+        record = read_stage_log(out, stage)
+        if "device_class" in record:
+            classes.append(str(record["device_class"]))
+            continue
+        old = _THREADS_IN_DEVICE_NAME.match(str(record.get("device", "")))
+        classes.append(with_threads(evaluated_on, int(old[1])) if old else evaluated_on)
+    return combine_device_classes(classes)
+
+
+def _trained_fingerprint(fingerprint: dict[str, Any], out: Path, method: str, tasks: int) -> dict[str, Any]:
+    """The evaluating device's fingerprint with the class (and thread count) of the stages that trained
+    `method`: a results row names what produced its numbers."""
+    trained = trained_device_class(out, method, tasks, str(fingerprint["device_class"]))
+    threads = thread_counts(trained)
+    return {**fingerprint, "device_class": trained, "threads": "+".join(map(str, threads)) or fingerprint["threads"]}
+
+
 def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, float]:
     """Task-1 test accuracy (%) of θ(1) for every method whose θ(1) exists: the first cell of the
     accuracy matrix, readable before the later tasks are trained (a task-1 fidelity check costs one
@@ -74,9 +116,11 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
         result[m] = by_lineage[registry.lineage(m, 1)]
     if not result:
         raise DfcilError(f"{out}: no θ(1) of {', '.join(methods or cfg.methods)} to evaluate; train task 1 first")
+    here = device_fingerprint(device)["device_class"]
     atomic_io.write_json(lay.eval_dir() / "first_task.json", {
         "seed": cfg.seed, "train_seed": cfg.training_seed, "tasks": cfg.data.n_tasks, "task1_acc": result,
-        "device_class": device_fingerprint(device)["device_class"]})
+        "device_class": here,  # the class that evaluated; each θ(1)'s trainer's in `trained_on`
+        "trained_on": {m: trained_device_class(out, m, 1, here) for m in result}})
     write_stage_log(out, "evaluate_first_task", device=device_name(device))
     return result
 
@@ -111,7 +155,7 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
         run_rows.append({"name": cfg.name, "dataset": cfg.data.dataset, "n_tasks": cfg.data.n_tasks,
                          "method": m, "ablation": cfg.abd.ablation if m == "abd" else "none",
                          "seed": cfg.seed, "train_seed": cfg.training_seed, "top_k": cfg.top_k, **summary,
-                         "device": device_name(device), **fingerprint})
+                         "device": device_name(device), **_trained_fingerprint(fingerprint, out, m, cfg.data.n_tasks)})
         for i, acc in enumerate(a.seen_curve(), start=1):
             ratio = 100 * acc / upper.seen_accuracy(i - 1) if upper is not None else None
             task_rows.append({"method": m, "seed": cfg.seed, "train_seed": cfg.training_seed, "task": i,
