@@ -366,19 +366,3 @@ def test_several_reference_training_seeds_are_compared_by_their_mean(tmp_path):
     one = fidelity.compare(ours, ref.iloc[:1]).set_index("metric")  # a single run: its value, as before
     assert one.loc["task1_acc", "reference"] == 66.0 and one.loc["task1_acc", "pass"]
 
-
-def test_device_classes_combine_and_lose_only_their_thread_count():
-    from dfcil_core.foundations import provenance as pv
-
-    one, two = "cpu AVX512 | 1 threads | torch 2.14.1", "cpu AVX512 | 2 threads | torch 2.14.1"
-    assert pv.combine_device_classes([two, two]) == two
-    assert pv.combine_device_classes([two, one, two]) == "cpu AVX512 | 1+2 threads | torch 2.14.1"
-    assert pv.combine_device_classes(["cpu AVX512 | 1+2 threads | torch 2.14.1", "cpu AVX512 | 4 threads | torch 2.14.1"]) \
-        == "cpu AVX512 | 1+2+4 threads | torch 2.14.1"
-    assert pv.combine_device_classes([AVX2, two]) == f"{AVX2} + {two}"  # another ISA: never merged
-    assert pv.machine_class("cpu AVX512 | 1+2 threads | torch 2.14.1") == pv.machine_class(one) == "cpu AVX512 | torch 2.14.1"
-    assert pv.machine_class("NVIDIA H200 | torch 2.14.1") == "NVIDIA H200 | torch 2.14.1"
-    assert pv.thread_counts("cpu AVX512 | 1+2 threads | torch 2.14.1") == [1, 2] and pv.thread_counts("unknown") == []
-    assert pv.with_threads(two, 1) == one and pv.with_threads("unknown", 1) == "unknown"
-    with pytest.raises(ValueError):
-        pv.combine_device_classes([])

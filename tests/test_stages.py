@@ -238,3 +238,21 @@ def test_the_trained_device_class_reads_every_stage_of_the_lineage(tmp_path):
     atomic_io.write_json(lay.stage_log("train_lwf_t2"), {"device_class": "cpu AVX2 | 2 threads | torch X"})
     assert (evaluate_stage.trained_device_class(tmp_path, "lwf", 2, here)
             == "cpu AVX2 | 2 threads | torch X + cpu AVX512 | 2 threads | torch X")
+
+
+def test_evaluating_one_method_keeps_the_summary_of_the_others(tiny_run, tmp_path):
+    """A second `dfcil run` of one method into a folder keeps the other methods' rows in metrics.json and
+    the results tables (they are evaluated again from their models); a method whose models are gone
+    leaves the summary."""
+    out, doc = tiny_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    cfg = tiny_cfg()
+    evaluate_stage.evaluate(cfg, again, ["base"])
+    kept = json.loads((again / "metrics.json").read_text())
+    assert set(kept["methods"]) == set(doc["methods"])
+    assert kept["methods"]["abd"]["a_n"] == doc["methods"]["abd"]["a_n"]  # the same models, the same numbers
+    assert sorted(pd.read_csv(again / "results" / "runs.csv")["method"]) == sorted(doc["methods"])
+    (again / "models" / "lwf" / "task_2.pt").unlink()
+    evaluate_stage.evaluate(cfg, again, ["base"])
+    assert set(json.loads((again / "metrics.json").read_text())["methods"]) == set(doc["methods"]) - {"lwf"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.errors import DfcilError, StopRequested, one_line
+from dfcil_core.foundations.provenance import git_commit
 
 log = logging.getLogger("dfcil")
 
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    git_commit()  # pinned at start: the stage records name the code this process loaded
     try:
         return args.handler(args)
     except DfcilError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from pathlib import Path
@@ -14,8 +15,10 @@ UNKNOWN = "unknown"
 FINGERPRINT_COLUMNS = ["cpu_model", "cpu_isa", "threads", "gpu", "torch", "device_class"]
 
 
+@functools.cache
 def git_commit() -> str:
-    """The checkout's commit (12 hex digits), or "unknown" outside a git checkout."""
+    """The checkout's commit (12 hex digits), or "unknown" outside a git checkout. Read once per process:
+    a run that lasts hours records the commit it started from, though the checkout moves under it."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent).stdout.strip()

@@ -3,6 +3,7 @@ tables, the plots and the report page of a run."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ from dfcil_core.run.artifacts import (
 from dfcil_core.run.checkpoints import load_model, model_from_checkpoint
 from dfcil_core.run.feature_diagnosis import feature_diagnosis
 from dfcil_core.run.results_table import write_tables
+
+log = logging.getLogger("dfcil")
 
 
 def test_sets(lay: Layout, tasks: int, device: torch.device) -> list[TaskData]:
@@ -94,6 +97,31 @@ def _trained_fingerprint(fingerprint: dict[str, Any], out: Path, method: str, ta
     return {**fingerprint, "device_class": trained, "threads": "+".join(map(str, threads)) or fingerprint["threads"]}
 
 
+def _earlier_methods(cfg: Config, lay: Layout, methods: list[str]) -> list[str]:
+    """The methods an earlier `evaluate` of this folder summarised that `methods` leaves out, where every
+    model of theirs is still there and made under this config: they are evaluated again, so a run of
+    one method into a folder keeps the others' summary (metrics.json, the results tables, the report)
+    instead of replacing it. A method whose models are gone or come from another config is dropped, and
+    said so."""
+    if not lay.metrics_file().is_file():
+        return []
+    doc = atomic_io.read_json(lay.metrics_file())
+    if (doc.get("seed"), doc.get("train_seed"), doc.get("n_tasks")) != (cfg.seed, cfg.training_seed, cfg.data.n_tasks):
+        return []
+    kept = []
+    for m in doc.get("methods", {}):
+        if m in methods or m not in registry.METHODS:
+            continue
+        try:
+            for t in range(1, cfg.data.n_tasks + 1):
+                load_checked(lay.model(m, t), model_hash(cfg, m, t), f"θ({t}) of {m}")
+        except DfcilError as err:
+            log.info("evaluate: %s leaves the summary (%s)", m, err)
+            continue
+        kept.append(m)
+    return kept
+
+
 def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, float]:
     """Task-1 test accuracy (%) of θ(1) for every method whose θ(1) exists: the first cell of the
     accuracy matrix, readable before the later tasks are trained (a task-1 fidelity check costs one
@@ -127,10 +155,12 @@ def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None
 
 def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, Any]:
     """Accuracy matrices, A_N, Ω, forgetting; plots; result tables (one row per method/run and
-    one per method/task). Ω needs the upper bound's models (method `upper_bound`)."""
+    one per method/task). Ω needs the upper bound's models (method `upper_bound`). Methods an earlier
+    evaluation of `out` summarised are evaluated again beside `methods` while their models stand
+    (`_earlier_methods`)."""
     t0 = time.perf_counter()
-    methods = methods or cfg.methods
     lay = Layout(out)
+    methods = [*(methods or cfg.methods), *_earlier_methods(cfg, lay, methods or cfg.methods)]
     meta = read_split(cfg, lay)
     device = configure(cfg.runtime)
     tests = test_sets(lay, cfg.data.n_tasks, device)
