@@ -5,11 +5,11 @@ folder per method, written by `benchmarks/reference_proxy.sh`) and evaluated dfc
 directories (`metrics.json` + `eval/<method>/accuracy_matrix.json`). A cell passes when the
 reference lies within max(3 points, 2 std) of our mean over training seeds at the same class order.
 Both carry a device class (CPU ISA, threads, torch; ours the one that trained them, the reference's
-the one that recorded it): the same protocol and seed
-moves by several points between AVX2 and AVX-512 kernels, so our runs are compared with the reference
-rows of their own machine class (the device class without its thread count) when there are any, and a
-value from another class is marked. Runs on other thread counts of one machine class are pooled: the
-thread count changes the reduction order, and so the trajectory, as another training seed does.
+the one that recorded it): the same protocol and seed moves by several points between AVX2 and AVX-512
+kernels, so our runs are compared with the reference rows of their own machine class (the device class
+without its thread count) when there are any, and a value from another class is marked. Runs on other
+thread counts of one machine class are pooled: the thread count changes the reduction order, and so the
+trajectory, as another training seed does.
 """
 
 from __future__ import annotations
