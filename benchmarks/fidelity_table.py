@@ -97,7 +97,8 @@ def _our_rows(sources: list[Path]) -> pd.DataFrame:
 def _record_reference(log_root: Path, csv: Path, command: str) -> None:
     """Write the reference's rows of this device class into `csv`. A row of the same method, class-order
     seed, training seed and task count measured earlier on the same class (or on an unknown one) is
-    replaced, and the replacement printed; other classes', seeds' and protocols' rows stay."""
+    replaced, and the replacement printed, except by a task-1-only run that repeats a whole lineage's
+    task 1; other classes', seeds' and protocols' rows stay."""
     rows = fidelity.reference_rows(log_root)
     here = device_fingerprint(torch.device("cpu"))["device_class"]
     rows["device_class"] = here
@@ -106,14 +107,20 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
     if csv.is_file():
         old = pd.read_csv(csv)
         old["device_class"] = old["device_class"].fillna(fidelity.UNKNOWN).astype(str)
-        drop = []
+        drop, rerun = [], []
         for i, r in rows.iterrows():
             # a 4-task run is another protocol: it never replaces the 2-task row of the same method and seed
             same = old[(old.method == r.method) & (old.seed == r.seed) & (old.train_seed == r.train_seed)
                        & (old.tasks == r.tasks) & old.device_class.isin([here, fidelity.UNKNOWN])]
             for j, o in same.iterrows():
-                same_value = np.allclose(o.task1_acc, round(r.task1_acc, 2), atol=1e-6) and np.allclose(
-                    o.a_n, round(r.a_n, 2), atol=1e-6, equal_nan=True)
+                same_task1 = np.allclose(o.task1_acc, round(r.task1_acc, 2), atol=1e-6)
+                if same_task1 and np.isnan(r.a_n) and not np.isnan(o.a_n):
+                    # a task-1-only rerun of a lineage recorded whole (its task 1 repeated): the whole row stays
+                    print(f"keeping reference {r.method} seed {r.seed} training seed {r.train_seed}: task 1 "
+                          f"{r.task1_acc:.2f} repeats its whole lineage's ({o.date})")
+                    rerun.append(i)
+                    continue
+                same_value = same_task1 and np.allclose(o.a_n, round(r.a_n, 2), atol=1e-6, equal_nan=True)
                 if o.device_class == here and same_value:  # measured earlier: keeps its date
                     rows.loc[i, ["date", "command"]] = [o.date, o.command]
                 else:
@@ -121,7 +128,7 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
                           f"({o.device_class}, {o.date}) -> {r.a_n:.2f} ({here})")
                 drop.append(j)
         # rows of seeds this log root does not hold, and of other device classes, are kept
-        rows = pd.concat([old.drop(index=drop), rows], ignore_index=True)
+        rows = pd.concat([old.drop(index=drop), rows.drop(index=rerun)], ignore_index=True)
     rows = rows[REFERENCE_COLUMNS].sort_values(["method", "seed", "train_seed", "device_class"], ignore_index=True)
     rows.to_csv(csv, index=False, float_format="%.2f")
     print(f"{len(rows)} reference rows -> {csv}")

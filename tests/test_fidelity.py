@@ -280,6 +280,29 @@ def test_recording_a_many_task_reference_keeps_the_two_task_row_of_the_same_meth
     assert merged.iloc[1].a_by_task == "62.80/44.30/35.67/28.45"
 
 
+
+def test_a_task_1_only_rerun_never_replaces_the_whole_lineage_of_its_seed(tmp_path):
+    """Task-1-only trials (STOP_AFTER=1) that include a training seed recorded whole: its task 1 repeats,
+    its A_N stays; a task 1 that does not repeat replaces the row as any re-measurement does."""
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    csv = tmp_path / "reference-proxy.csv"
+    whole = {**_ref_row("dgr", 24.35, here), "seed": 1, "train_seed": 0, "task1_acc": 57.3, "a_by_task": "57.30/24.35"}
+    pd.DataFrame([whole]).to_csv(csv, index=False)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+
+    def record(task1: float) -> str:
+        fidelity.write_protocol(tmp_path / f"ref{task1}" / "dgr", 1, 2)  # class order 1, a 2-task protocol
+        _reference_log(tmp_path / f"ref{task1}", "dgr", [[[task1]]])  # one trial, stopped after task 1
+        return subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / f"ref{task1}"),
+                               "--reference-csv", str(csv)], check=True, capture_output=True, text=True).stdout
+
+    assert "keeping reference dgr seed 1 training seed 0" in record(57.3)
+    kept = pd.read_csv(csv)
+    assert len(kept) == 1 and kept.iloc[0].a_n == 24.35
+    assert "replacing reference dgr seed 1 training seed 0" in record(55.0)
+    replaced = pd.read_csv(csv)
+    assert len(replaced) == 1 and replaced.iloc[0].task1_acc == 55.0 and np.isnan(replaced.iloc[0].a_n)
+
 def test_reference_proxy_shares_the_plain_task_1_only_where_it_is_plain_and_appends_logs(tmp_path):
     """reference_proxy.sh SHARED_FIRST: the learners whose task 1 is plain CE on the task's data load it from
     that method's folder (--load_model_dir); DGR (its VAE trains from task 1) and the shared method itself train
