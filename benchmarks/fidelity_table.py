@@ -75,7 +75,7 @@ def main() -> int:
             pairs = ", ".join(f"{m} {s}" for m, s in zip(g.method, g.seed, strict=True))
             print(f"reference measured on {machine}: {pairs}")
     for machine, g in table.groupby("machine_class", sort=True):
-        threads = sorted({int(n) for t in g.threads if t for n in t.split(", ")})
+        threads = fidelity.table_threads(g.threads)
         print(f"ours measured on {machine}" + (f" ({', '.join(map(str, threads))} threads)" if threads else ""))
     if a.csv:
         table.to_csv(a.csv, index=False, float_format="%.2f")

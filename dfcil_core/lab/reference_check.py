@@ -226,6 +226,11 @@ def _threads_of(device_classes: pd.Series) -> str:
     return ", ".join(map(str, sorted({n for c in device_classes for n in thread_counts(str(c))})))
 
 
+def table_threads(threads: pd.Series) -> list[int]:
+    """The thread counts behind some rows of `compare`'s table (their `threads` cells, "1, 2")."""
+    return sorted({int(n) for t in threads if t for n in t.split(", ")})
+
+
 def compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Per (machine class, task count, method, class-order seed) and cell (`metrics_for`): our mean ± std
     over training seeds, the reference's value on the same protocol (the mean over its training seeds
@@ -294,7 +299,7 @@ def markdown(table: pd.DataFrame) -> str:
             other = " †" if r.other_device else ""
             cells.append(f"{r.ours_mean:.1f}{std} / {ref}{other}{mark}")
         runs = [int(g[g.metric == m].runs.max()) if (g.metric == m).any() else 0 for m in ("task1_acc", "a_n")]
-        threads = sorted({int(n) for t in g.threads if t for n in t.split(", ")})
+        threads = table_threads(g.threads)
         label = [machine] if several else []
         label += [f"{'+'.join(map(str, threads))} threads"] if len(threads) > 1 else []  # pooled thread counts
         name = f"{method} ({'; '.join(label)})" if label else method

@@ -98,28 +98,16 @@ def _trained_fingerprint(fingerprint: dict[str, Any], out: Path, method: str, ta
 
 
 def _earlier_methods(cfg: Config, lay: Layout, methods: list[str]) -> list[str]:
-    """The methods an earlier `evaluate` of this folder summarised that `methods` leaves out, where every
-    model of theirs is still there and made under this config: they are evaluated again, so a run of
-    one method into a folder keeps the others' summary (metrics.json, the results tables, the report)
-    instead of replacing it. A method whose models are gone or come from another config is dropped, and
-    said so."""
+    """The methods an earlier `evaluate` of this folder (same seeds and task count) summarised that
+    `methods` leaves out: `evaluate` evaluates them again while their models stand, so a run of one
+    method into a folder keeps the others' summary (metrics.json, the results tables, the report)
+    instead of replacing it."""
     if not lay.metrics_file().is_file():
         return []
     doc = atomic_io.read_json(lay.metrics_file())
     if (doc.get("seed"), doc.get("train_seed"), doc.get("n_tasks")) != (cfg.seed, cfg.training_seed, cfg.data.n_tasks):
         return []
-    kept = []
-    for m in doc.get("methods", {}):
-        if m in methods or m not in registry.METHODS:
-            continue
-        try:
-            for t in range(1, cfg.data.n_tasks + 1):
-                load_checked(lay.model(m, t), model_hash(cfg, m, t), f"θ({t}) of {m}")
-        except DfcilError as err:
-            log.info("evaluate: %s leaves the summary (%s)", m, err)
-            continue
-        kept.append(m)
-    return kept
+    return [m for m in doc.get("methods", {}) if m not in methods and m in registry.METHODS]
 
 
 def first_task_accuracy(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[str, float]:
@@ -160,11 +148,17 @@ def evaluate(cfg: Config, out: Path, methods: list[str] | None = None) -> dict[s
     (`_earlier_methods`)."""
     t0 = time.perf_counter()
     lay = Layout(out)
-    methods = [*(methods or cfg.methods), *_earlier_methods(cfg, lay, methods or cfg.methods)]
+    methods = methods or cfg.methods
     meta = read_split(cfg, lay)
     device = configure(cfg.runtime)
     tests = test_sets(lay, cfg.data.n_tasks, device)
     evaluated = {m: accuracy_matrix(cfg, m, out, device, tests, meta) for m in methods}
+    for m in _earlier_methods(cfg, lay, methods):
+        try:
+            evaluated[m] = accuracy_matrix(cfg, m, out, device, tests, meta)
+        except DfcilError as err:  # its models are gone or come from another config: it leaves the summary
+            log.info("evaluate: %s leaves the summary (%s)", m, err)
+    methods = list(evaluated)
     matrices = {m: a for m, (a, _) in evaluated.items()}
     upper = matrices.get("upper_bound")
     if upper is None and all(lay.model("upper_bound", t).exists() for t in range(1, cfg.data.n_tasks + 1)):
