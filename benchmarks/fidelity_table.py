@@ -95,13 +95,14 @@ def _our_rows(sources: list[Path]) -> pd.DataFrame:
 
 
 def _record_reference(log_root: Path, csv: Path, command: str) -> None:
-    """Write the reference's rows of this device class into `csv`. A row of the same method, class-order
+    """Write the reference's rows into `csv`, each with the device class that ran its trial (as the log
+    folder records it; the class of this process where it does not). A row of the same method, class-order
     seed, training seed and task count measured earlier on the same class (or on an unknown one) is
     replaced, and the replacement printed, except by a task-1-only run that repeats a whole lineage's
     task 1; other classes', seeds' and protocols' rows stay."""
     rows = fidelity.reference_rows(log_root)
     here = device_fingerprint(torch.device("cpu"))["device_class"]
-    rows["device_class"] = here
+    rows["device_class"] = rows["device_class"].fillna(here)
     rows["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     rows["command"] = command
     if csv.is_file():
@@ -111,7 +112,7 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
         for i, r in rows.iterrows():
             # a 4-task run is another protocol: it never replaces the 2-task row of the same method and seed
             same = old[(old.method == r.method) & (old.seed == r.seed) & (old.train_seed == r.train_seed)
-                       & (old.tasks == r.tasks) & old.device_class.isin([here, fidelity.UNKNOWN])]
+                       & (old.tasks == r.tasks) & old.device_class.isin([r.device_class, fidelity.UNKNOWN])]
             for j, o in same.iterrows():
                 same_task1 = np.allclose(o.task1_acc, round(r.task1_acc, 2), atol=1e-6)
                 if same_task1 and np.isnan(r.a_n) and not np.isnan(o.a_n):
@@ -121,11 +122,11 @@ def _record_reference(log_root: Path, csv: Path, command: str) -> None:
                     rerun.append(i)
                     continue
                 same_value = same_task1 and np.allclose(o.a_n, round(r.a_n, 2), atol=1e-6, equal_nan=True)
-                if o.device_class == here and same_value:  # measured earlier: keeps its date
+                if o.device_class == r.device_class and same_value:  # measured earlier: keeps its date
                     rows.loc[i, ["date", "command"]] = [o.date, o.command]
                 else:
                     print(f"replacing reference {r.method} seed {r.seed} training seed {r.train_seed}: A_N {o.a_n:.2f} "
-                          f"({o.device_class}, {o.date}) -> {r.a_n:.2f} ({here})")
+                          f"({o.device_class}, {o.date}) -> {r.a_n:.2f} ({r.device_class})")
                 drop.append(j)
         # rows of seeds this log root does not hold, and of other device classes, are kept
         rows = pd.concat([old.drop(index=drop), rows.drop(index=rerun)], ignore_index=True)

@@ -6,7 +6,7 @@ bias layer builds its parameters on "cuda", so a CPU one takes its place; nothin
 REFERENCE_CLASS_ORDER=k keeps class order k in every trial (`--rand_split` shuffles with the trial index
 otherwise), so trial r is training seed r of that order; the log folder records it in protocol.json,
 with the protocol's task count (REFERENCE_PROTOCOL_TASKS, else the run's `--max_task`), for
-benchmarks/fidelity_table.py.
+benchmarks/fidelity_table.py. Every trial writes the device class that runs it into devices.json there.
 """
 
 import os
@@ -24,14 +24,18 @@ from dfcil_core.lab.reference_weights import CpuBiasLayer  # noqa: E402
 models.resnet.BiasLayer = learners.kd.BiasLayer = CpuBiasLayer
 
 if __name__ == "__main__":
+    from pathlib import Path
+
+    import torch
+    import trainer  # the authors' module
+
+    from dfcil_core.lab.reference_check import fix_class_order, record_trial_devices, write_protocol
+    from dfcil_core.method.runtime import device_fingerprint
+
     script = os.path.join(cpu.REF, sys.argv[1])
     sys.argv = [script] + sys.argv[2:]
+    record_trial_devices(trainer.Trainer, str(device_fingerprint(torch.device("cpu"))["device_class"]))
     if os.environ.get("REFERENCE_CLASS_ORDER"):
-        from pathlib import Path
-
-        import trainer  # the authors' module
-
-        from dfcil_core.lab.reference_check import fix_class_order, write_protocol
 
         def last_value(flag: str) -> str:  # argparse keeps a repeated flag's last value
             return sys.argv[len(sys.argv) - 1 - sys.argv[::-1].index(flag) + 1]

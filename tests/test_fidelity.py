@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -389,3 +390,33 @@ def test_several_reference_training_seeds_are_compared_by_their_mean(tmp_path):
     one = fidelity.compare(ours, ref.iloc[:1]).set_index("metric")  # a single run: its value, as before
     assert one.loc["task1_acc", "reference"] == 66.0 and one.loc["task1_acc", "pass"]
 
+
+
+def test_each_reference_trial_keeps_the_device_class_that_ran_it(tmp_path):
+    """A folder whose trials ran under different thread counts (trial 0 with 1 thread, trial 1 resumed
+    with 2): each row takes its own trial's class, recorded as the trial starts; a folder without the
+    record takes the class of the process that records it."""
+    one, two = "cpu AVX512 | 1 threads | torch 2.14.1", "cpu AVX512 | 2 threads | torch 2.14.1"
+    cls = type("T", (_Trainer,), {})
+    log = tmp_path / "ref" / "lwf"
+    args = types.SimpleNamespace(log_dir=str(log))
+    fidelity.record_trial_devices(cls, one)
+    cls(args, 0)
+    cls = type("T", (_Trainer,), {})
+    fidelity.record_trial_devices(cls, two)
+    cls(args, 1)
+    _reference_log(tmp_path / "ref", "lwf", [[[50.0, 20.0], [0.0, 40.0]], [[52.0, 22.0], [0.0, 44.0]]])
+    _reference_log(tmp_path / "ref", "base", [[[51.0, 0.0], [0.0, 60.0]]])  # no devices.json
+    rows = fidelity.reference_rows(tmp_path / "ref")
+    assert list(zip(rows.method, rows.train_seed, rows.device_class.fillna("none"), strict=True)) == [
+        ("base", 0, "none"), ("lwf", 0, one),
+        ("lwf", 1, two)]
+    csv = tmp_path / "reference-proxy.csv"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_table.py"
+    subprocess.run([sys.executable, str(script), "--reference", str(tmp_path / "ref"), "--reference-csv", str(csv)],
+                   check=True, capture_output=True, text=True)
+    here = device_fingerprint(torch.device("cpu"))["device_class"]
+    merged = pd.read_csv(csv)
+    assert list(zip(merged.method, merged.a_n, merged.device_class, strict=True)) == [
+        ("base", 30.0, here), ("lwf", 30.0, one),
+        ("lwf", 33.0, two)]

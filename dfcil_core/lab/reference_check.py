@@ -105,6 +105,32 @@ def write_protocol(log_dir: Path, class_order: int, tasks: int) -> None:
     atomic_io.write_json(path, doc)
 
 
+# Written into a reference log folder by benchmarks/reference_run.py as each trial starts: {"r": device
+# class}, the class (CPU ISA, threads, torch) that ran trial r. Folders from before it take the class of the
+# process that records them.
+DEVICES_FILE = "devices.json"
+
+
+def record_trial_devices(trainer_cls: Any, device_class: str) -> None:
+    """Make the reference's `Trainer` write `device_class` for its trial (the constructor's `seed`, the
+    trial index) into its log folder's devices.json as the trial starts, so each trial keeps the class
+    that ran it when a folder's trials run under different thread counts (a resumed or extended run)."""
+    init = trainer_cls.__init__
+
+    def init_and_record(self: Any, args: Any, seed: int, *rest: Any, **kw: Any) -> None:
+        init(self, args, seed, *rest, **kw)
+        log_dir = Path(args.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        atomic_io.write_json(log_dir / DEVICES_FILE, {**_trial_devices(log_dir), str(seed): device_class})
+
+    trainer_cls.__init__ = init_and_record
+
+
+def _trial_devices(method_dir: Path) -> dict[str, str]:
+    path = method_dir / DEVICES_FILE
+    return atomic_io.read_json(path) if path.is_file() else {}
+
+
 def _protocol(method_dir: Path) -> dict[str, int] | None:
     """The folder's protocol.json (`write_protocol`), or None when its trials did not fix a class order."""
     path = method_dir / PROTOCOL_FILE
@@ -129,12 +155,14 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
     trials are placeholders and give no row. Trial r is class-order seed r and training seed r, unless the
     method's folder holds `protocol.json` (`fix_class_order`): then every trial has its class order and
     trial r is training seed r, and a run that stopped before the protocol's last task gives the cells
-    it reached (task 1 of a `--max_task 1` run) and NaN for the rest.
+    it reached (task 1 of a `--max_task 1` run) and NaN for the rest. `device_class` is the class that
+    ran the trial (devices.json, `record_trial_devices`), None where the folder does not record it.
     """
     rows = []
     for pt in sorted(log_root.glob("*/results-acc/pt.yaml")):
         method_dir = pt.parent.parent
         protocol = _protocol(method_dir)
+        devices = _trial_devices(method_dir)
         for r, a in _trials(method_dir).items():
             last = a.shape[0] - 1
             tasks = int(protocol["tasks"]) if protocol else last + 1
@@ -145,8 +173,9 @@ def reference_rows(log_root: Path) -> pd.DataFrame:
                          "task1_acc": float(a[0, 0]), "old_acc": old,
                          "new_acc": float(a[last, last]) if complete else float("nan"),
                          "a_n": float(a[: last + 1, last].mean()) if complete else float("nan"),
-                         "a_by_task": curve_text([float(a[: t + 1, t].mean()) for t in range(last + 1)])})
-    return pd.DataFrame(rows, columns=COLUMNS)
+                         "a_by_task": curve_text([float(a[: t + 1, t].mean()) for t in range(last + 1)]),
+                         "device_class": devices.get(str(r))})
+    return pd.DataFrame(rows, columns=[*COLUMNS, "device_class"])
 
 
 def dfcil_rows(out_dirs: list[Path]) -> pd.DataFrame:
