@@ -42,6 +42,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def device_record(device: torch.device) -> dict[str, str]:
+    """What a training stage's log records of the device that ran it: its name and its device class."""
+    return {"device": device_name(device), "device_class": str(device_fingerprint(device)["device_class"])}
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

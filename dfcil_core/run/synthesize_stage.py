@@ -12,7 +12,7 @@ from dfcil_core.foundations import atomic_io, registry
 from dfcil_core.foundations.config import Config
 from dfcil_core.foundations.errors import DfcilError, Diverged
 from dfcil_core.method.datasets import CHANNEL_STATS
-from dfcil_core.method.runtime import compile_module, configure, device_fingerprint, device_name, step_begin, task_seed
+from dfcil_core.method.runtime import compile_module, configure, device_record, step_begin, task_seed
 from dfcil_core.method.synthesis import new_generator, replay_class_shares, sample_replay, synthesize_generator
 from dfcil_core.run.artifacts import (
     Layout,
@@ -102,8 +102,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     generator_plots.loss_curves(curves, path.with_name(f"losses_task_{task}.png"),
                                 title=f"inversion losses, task {task}")
     shares = replay_class_shares(generator, teacher, past, class_blocks(meta, task - 1), gen=gen)
-    write_stage_log(out, stage_name("synthesize", method, task), seconds=seconds, device=device_name(device),
-                    device_class=device_fingerprint(device)["device_class"],
+    write_stage_log(out, stage_name("synthesize", method, task), seconds=seconds, **device_record(device),
                     steps=cfg.synthesis.steps, replay=shares)
     log.info("synthesize task %d (%s): %d steps in %.1fs, final loss %.4f; replay draws old tasks %s, %d of %d "
              "classes", task, registry.lineage(method, task - 1), cfg.synthesis.steps, seconds,

@@ -17,7 +17,7 @@ from dfcil_core.foundations.errors import Diverged
 from dfcil_core.method.coreset import Coreset, task_entries
 from dfcil_core.method.learners import make_learner
 from dfcil_core.method.models import new_classifier
-from dfcil_core.method.runtime import compile_features, configure, device_fingerprint, device_name, prepare_model, task_seed
+from dfcil_core.method.runtime import compile_features, configure, device_record, prepare_model, task_seed
 from dfcil_core.method.task_inputs import TaskData, TaskInputs, to_device
 from dfcil_core.method.training import fit_task
 from dfcil_core.run.artifacts import (
@@ -134,8 +134,7 @@ def train(cfg: Config, method: str, task: int, out: Path) -> Path:
     if learner.carry():
         ckpt["carry"] = learner.carry()
     atomic_io.save_torch(path, ckpt)
-    write_stage_log(out, stage_name("train", method, task), seconds=seconds, device=device_name(device),
-                    device_class=device_fingerprint(device)["device_class"],
+    write_stage_log(out, stage_name("train", method, task), seconds=seconds, **device_record(device),
                     epoch_seconds=timing["seconds"], images_per_s=timing["images_per_s"])
     if resume.exists():
         resume.unlink()
