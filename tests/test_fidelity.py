@@ -399,12 +399,18 @@ def test_each_reference_trial_keeps_the_device_class_that_ran_it(tmp_path):
     one, two = "cpu AVX512 | 1 threads | torch 2.14.1", "cpu AVX512 | 2 threads | torch 2.14.1"
     cls = type("T", (_Trainer,), {})
     log = tmp_path / "ref" / "lwf"
-    args = types.SimpleNamespace(log_dir=str(log))
+    args = types.SimpleNamespace(log_dir=str(log), load_model_dir=None)
     fidelity.record_trial_devices(cls, one)
     cls(args, 0)
     cls = type("T", (_Trainer,), {})
     fidelity.record_trial_devices(cls, two)
     cls(args, 1)
+    # a trial that loads its task 1 from a folder whose trial ran with 1 thread, run itself with 2
+    cls(types.SimpleNamespace(log_dir=str(tmp_path / "ref" / "lwf_mc"), load_model_dir=str(log)), 0)
+    assert atomic_io.read_json(tmp_path / "ref" / "lwf_mc" / "devices.json") == {"0": "cpu AVX512 | 1+2 threads | torch 2.14.1"}
+    cls(args, 0)  # trial 0 resumed with 2 threads: its saved tasks ran with 1
+    assert atomic_io.read_json(log / "devices.json") == {"0": "cpu AVX512 | 1+2 threads | torch 2.14.1", "1": two}
+    atomic_io.write_json(log / "devices.json", {"0": one, "1": two})
     _reference_log(tmp_path / "ref", "lwf", [[[50.0, 20.0], [0.0, 40.0]], [[52.0, 22.0], [0.0, 44.0]]])
     _reference_log(tmp_path / "ref", "base", [[[51.0, 0.0], [0.0, 60.0]]])  # no devices.json
     rows = fidelity.reference_rows(tmp_path / "ref")

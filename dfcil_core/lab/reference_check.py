@@ -25,7 +25,7 @@ import yaml
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations.errors import DfcilError
-from dfcil_core.foundations.provenance import UNKNOWN, commit_of, machine_class, thread_counts
+from dfcil_core.foundations.provenance import UNKNOWN, combine_device_classes, commit_of, machine_class, thread_counts
 from dfcil_core.method.metrics import AccuracyMatrix
 from dfcil_core.run.artifacts import read_stage_log
 from dfcil_core.run.results_table import read_runs
@@ -114,14 +114,22 @@ DEVICES_FILE = "devices.json"
 def record_trial_devices(trainer_cls: Any, device_class: str) -> None:
     """Make the reference's `Trainer` write `device_class` for its trial (the constructor's `seed`, the
     trial index) into its log folder's devices.json as the trial starts, so each trial keeps the class
-    that ran it when a folder's trials run under different thread counts (a resumed or extended run)."""
+    that ran it when a folder's trials run under different thread counts (a resumed or extended run).
+    The trial's models may come from earlier processes (`--overwrite 0` loads its own saved tasks,
+    `--load_model_dir` another folder's task 1): their recorded classes are combined with this one
+    ("1+2 threads")."""
     init = trainer_cls.__init__
 
     def init_and_record(self: Any, args: Any, seed: int, *rest: Any, **kw: Any) -> None:
         init(self, args, seed, *rest, **kw)
         log_dir = Path(args.log_dir)
+        devices = _trial_devices(log_dir)
+        earlier = [devices.get(str(seed))]
+        if getattr(args, "load_model_dir", None):
+            earlier.append(_trial_devices(Path(args.load_model_dir)).get(str(seed)))
+        trial_class = combine_device_classes([c for c in (*earlier, device_class) if c])
         log_dir.mkdir(parents=True, exist_ok=True)
-        atomic_io.write_json(log_dir / DEVICES_FILE, {**_trial_devices(log_dir), str(seed): device_class})
+        atomic_io.write_json(log_dir / DEVICES_FILE, {**devices, str(seed): trial_class})
 
     trainer_cls.__init__ = init_and_record
 
