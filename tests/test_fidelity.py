@@ -410,7 +410,7 @@ def test_each_reference_trial_keeps_the_device_class_that_ran_it(tmp_path):
     assert atomic_io.read_json(tmp_path / "ref" / "lwf_mc" / "devices.json") == {"0": "cpu AVX512 | 1+2 threads | torch 2.14.1"}
     cls(args, 0)  # trial 0 resumed with 2 threads: its saved tasks ran with 1
     assert atomic_io.read_json(log / "devices.json") == {"0": "cpu AVX512 | 1+2 threads | torch 2.14.1", "1": two}
-    atomic_io.write_json(log / "devices.json", {"0": one, "1": two})
+    atomic_io.write_json(log / "devices.json", {"0": one, "1": two})  # back to one class per trial for the rows below
     _reference_log(tmp_path / "ref", "lwf", [[[50.0, 20.0], [0.0, 40.0]], [[52.0, 22.0], [0.0, 44.0]]])
     _reference_log(tmp_path / "ref", "base", [[[51.0, 0.0], [0.0, 60.0]]])  # no devices.json
     rows = fidelity.reference_rows(tmp_path / "ref")
