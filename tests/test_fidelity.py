@@ -253,6 +253,18 @@ def test_runs_csv_keeps_our_rows_and_gives_the_same_table_without_the_output_fol
     assert "reference measured on cpu AVX2 | torch 2.14.1: abd 0" in from_csv
 
 
+def test_a_rerun_with_the_same_figures_keeps_the_commit_that_first_recorded_them():
+    def row(a_n: float, commit: str) -> dict:
+        return {"source": "dfcil", "method": "base", "seed": 1, "train_seed": 0, "tasks": 4, "task1_acc": 51.4,
+                "old_acc": 10.0 / 3, "new_acc": 46.2, "a_n": a_n, "a_by_task": "51.4", "device_class": AVX512,
+                "commit": commit}
+    old = pd.DataFrame([row(12.0, "aaa")]).round(2)  # as read back from the CSV
+    kept = fidelity.merge_run_rows(old, pd.DataFrame([row(12.0, "bbb")]))
+    assert list(kept.commit) == ["aaa"]
+    moved = fidelity.merge_run_rows(old, pd.DataFrame([row(12.5, "bbb")]))
+    assert list(moved.commit) == ["bbb"] and list(moved.a_n) == [12.5]
+
+
 def test_recording_the_reference_keeps_other_device_classes(tmp_path):
     csv = tmp_path / "reference-proxy.csv"
     pd.DataFrame([_ref_row("base", 32.0, AVX512 + "-elsewhere")]).to_csv(csv, index=False)

@@ -33,8 +33,8 @@ from dfcil_core.run.results_table import read_runs
 # `tasks`: the protocol's task count (2-task and many-task rows are never compared with each other);
 # `a_by_task`: A_{t,1:t} after every task, "/"-joined (the many-task table's cells).
 COLUMNS = ["source", "method", "seed", "train_seed", "tasks", "task1_acc", "old_acc", "new_acc", "a_n", "a_by_task"]
-# Our per-run rows also name the device class and the commit that evaluated them (a durable record:
-# `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
+# Our per-run rows also name the device class and the commit that first evaluated their figures (a durable
+# record: `benchmarks/fidelity_table.py --runs-csv` checks them in, so the table outlives the output folders).
 RUN_COLUMNS = [*COLUMNS, "device_class", "commit"]
 MIN_POINTS, K_STD = 3.0, 2.0
 
@@ -237,9 +237,13 @@ def read_run_rows(path: Path) -> pd.DataFrame:
 
 def merge_run_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`old` with `new` added; a run of the same (protocol's task count, method, class order, training
-    seed, device class) is replaced by the new one, never counted twice."""
+    seed, device class) is replaced by the new one where its figures changed, never counted twice."""
     key = ["tasks", "method", "seed", "train_seed", "device_class"]
     both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    # Evaluating a new method into a folder re-evaluates its others: where a run's figures are unchanged
+    # (to the CSV's two decimals) the row keeps the commit that first recorded them.
+    figures = both.drop(columns="commit").round(2)
+    both = both[~figures.duplicated(keep="first")]
     return both.drop_duplicates(key, keep="last").sort_values(key, ignore_index=True)
 
 
