@@ -23,6 +23,10 @@ task's test set, from the run's own checkpoint (A_{T,1:T} is their mean):
         --reference outputs/reference-4task/abd/models/repeat-1/task-2
     dfcil train --preset fidelity-proxy-4task -S seed=0 --out outputs/diagnostics/p4-refstart-t3 --method abd --task 3
     python benchmarks/reference_start.py outputs/diagnostics/p4-refstart-t3 --row 3 --preset fidelity-proxy-4task -S seed=0
+
+`--lineage ce --theta-only` puts the reference's Base θ(1) under our shared task-1 model instead, so that
+`dfcil run -S 'methods=[base,lwf,deepinversion]'` into OUT trains those lineages' tasks 2-N from it
+(DeepInversion inverting our own generator from it).
 """
 
 from __future__ import annotations
@@ -49,9 +53,9 @@ from dfcil_core.run.checkpoints import load_model
 from dfcil_core.run.evaluate_stage import test_sets
 
 
-def start_files(task: int) -> tuple[Path, Path]:
-    """Our θ(task-1) and the generator replayed in `task`, relative to a run directory."""
-    return Path(f"models/abd/task_{task - 1}.pt"), Path(f"generators/abd/task_{task}.pt")
+def start_files(task: int, lineage: str = "abd") -> tuple[Path, Path]:
+    """Our θ(task-1) of `lineage` and the generator replayed in `task`, relative to a run directory."""
+    return Path(f"models/{lineage}/task_{task - 1}.pt"), Path(f"generators/{lineage}/task_{task}.pt")
 
 
 def accuracy_by_task(run: Path, task: int, preset: str, overrides: list[str]) -> list[float]:
@@ -93,6 +97,8 @@ def main() -> int:
     p.add_argument("out", type=Path, nargs="?", help="new output directory for the reference-start run")
     p.add_argument("--reference", type=Path, default=Path("outputs/reference/abd/models/repeat-2/task-1"))
     p.add_argument("--task", type=int, default=2, help="the task T our run starts (from the reference's θ(T-1))")
+    p.add_argument("--lineage", default="abd",
+                   help="whose θ(T-1) to replace: abd, or ce (the task-1 model Base, LwF and DeepInversion share)")
     p.add_argument("--theta-only", action="store_true", help="copy θ(T-1) only (invert our own generator from it)")
     p.add_argument("--probe", action="store_true", help="print the first-step feature-KD of both starts (T = 2)")
     p.add_argument("--row", type=int, help="print θ(ROW)'s accuracy per seen task in SOURCE, then stop")
@@ -105,8 +111,9 @@ def main() -> int:
         return 0
     if a.out is None:
         p.error("OUT is required unless --row is given")
-    model_file, generator_file = start_files(a.task)
-    ours_model, ours_gen = atomic_io.load_torch(a.source / model_file), atomic_io.load_torch(a.source / generator_file)
+    model_file, generator_file = start_files(a.task, a.lineage)
+    ours_model = atomic_io.load_torch(a.source / model_file)
+    ours_gen = None if a.theta_only and not a.probe else atomic_io.load_torch(a.source / generator_file)
     rows = ours_model["state_dict"]["head.weight"].shape[0]
     ref_model, ref_gen = reference_weights(a.reference, rows)
     if a.probe:
