@@ -116,6 +116,9 @@ def main() -> int:
     ours_gen = None if a.theta_only and not a.probe else atomic_io.load_torch(a.source / generator_file)
     rows = ours_model["state_dict"]["head.weight"].shape[0]
     ref_model, ref_gen = reference_weights(a.reference, rows)
+    if ref_gen is None and (a.probe or not a.theta_only):
+        print(f"reference_start: error: {a.reference} holds no generator.pth (use --theta-only)", file=sys.stderr)
+        return 2
     if a.probe:
         for name, (m, g) in {"reference θ(1) + generator": (ref_model, ref_gen),
                              f"ours ({a.source})": (ours_model["state_dict"], ours_gen["state_dict"])}.items():

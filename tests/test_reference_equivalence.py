@@ -451,7 +451,9 @@ def test_reference_start_puts_the_references_weights_under_our_metadata(ref, tmp
         assert torch.allclose(mapped.eval()(x), their_gen.eval()(x), atol=1e-6)
     again = subprocess.run(run, capture_output=True, text=True)  # never overwrites what exists
     assert again.returncode == 2 and "exists" in again.stderr
-    # The shared task-1 model of Base, LwF and DeepInversion: θ(1) only, no generator needed or written.
+    # The shared task-1 model of Base, LwF and DeepInversion: θ(1) only, no generator needed or written
+    # (the reference's Base saves none).
+    (ref_dir / "generator.pth").unlink()
     atomic_io.save_torch(src / "models/ce/task_1.pt", {"state_dict": ours.state_dict(), "num_classes": 10, "meta": meta})
     subprocess.run([sys.executable, str(script), str(src), str(tmp_path / "ce"), "--reference", str(ref_dir),
                     "--lineage", "ce", "--theta-only"], capture_output=True, text=True, check=True)

@@ -73,11 +73,13 @@ def generator_state(ref_state: dict[str, torch.Tensor], ups: int = 2) -> dict[st
     return out
 
 
-def saved_task_states(task_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def saved_task_states(task_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """What the reference saves after one task (its `models/repeat-R/task-T` folder: `class.pth`, the
-    32 px ResNet-32's θ(T), and `generator.pth`, the generator inverted from it), under our names."""
+    32 px ResNet-32's θ(T), and `generator.pth`, the generator inverted from it), under our names; the
+    generator is None for a learner that inverts nothing (Base, LwF save no generator.pth)."""
     model = resnet32_state(torch.load(task_dir / "class.pth", map_location="cpu"))
-    generator = generator_state(torch.load(task_dir / "generator.pth", map_location="cpu"))
+    gen_file = task_dir / "generator.pth"
+    generator = generator_state(torch.load(gen_file, map_location="cpu")) if gen_file.is_file() else None
     return model, generator
 
 
