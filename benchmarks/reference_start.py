@@ -67,7 +67,7 @@ def accuracy_by_task(run: Path, task: int, preset: str, overrides: list[str]) ->
     return accuracy_row(model, test_sets(lay, task, device), seen, cfg, device)
 
 
-def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict]:
+def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict | None]:
     model, gen = saved_task_states(ref_dir)
     model["head.weight"], model["head.bias"] = model["head.weight"][:head_rows], model["head.bias"][:head_rows]
     return model, gen

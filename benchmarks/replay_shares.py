@@ -32,6 +32,8 @@ from dfcil_core.run.checkpoints import load_generator, load_model
 def reference_pair(models: Path, task: int, past: int) -> tuple[Generator, IncrementalClassifier]:
     """The reference's generator replayed in `task` and θ(task-1), under our module names."""
     state, gen_state = saved_task_states(models / f"task-{task - 1}")
+    if gen_state is None:
+        raise SystemExit(f"replay_shares: error: {models}/task-{task - 1} holds no generator.pth (Base and LwF save none)")
     generator = Generator()
     generator.load_state_dict(gen_state)
     return generator, reference_classifier(state, past)
