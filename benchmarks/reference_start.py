@@ -43,6 +43,7 @@ import torch
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
 from dfcil_core.foundations.config import AbdConfig
+from dfcil_core.foundations.errors import DfcilError, one_line
 from dfcil_core.lab.reference_weights import reference_classifier, saved_task_states
 from dfcil_core.method import losses
 from dfcil_core.method.augment import DeviceAugment
@@ -67,8 +68,8 @@ def accuracy_by_task(run: Path, task: int, preset: str, overrides: list[str]) ->
     return accuracy_row(model, test_sets(lay, task, device), seen, cfg, device)
 
 
-def reference_weights(ref_dir: Path, head_rows: int) -> tuple[dict, dict | None]:
-    model, gen = saved_task_states(ref_dir)
+def reference_weights(ref_dir: Path, head_rows: int, with_generator: bool = True) -> tuple[dict, dict | None]:
+    model, gen = saved_task_states(ref_dir, with_generator)
     model["head.weight"], model["head.bias"] = model["head.weight"][:head_rows], model["head.bias"][:head_rows]
     return model, gen
 
@@ -112,12 +113,14 @@ def main() -> int:
     if a.out is None:
         p.error("OUT is required unless --row is given")
     model_file, generator_file = start_files(a.task, a.lineage)
+    with_generator = a.probe or not a.theta_only
     ours_model = atomic_io.load_torch(a.source / model_file)
-    ours_gen = None if a.theta_only and not a.probe else atomic_io.load_torch(a.source / generator_file)
+    ours_gen = atomic_io.load_torch(a.source / generator_file) if with_generator else None
     rows = ours_model["state_dict"]["head.weight"].shape[0]
-    ref_model, ref_gen = reference_weights(a.reference, rows)
-    if ref_gen is None and (a.probe or not a.theta_only):
-        print(f"reference_start: error: {a.reference} holds no generator.pth (use --theta-only)", file=sys.stderr)
+    try:
+        ref_model, ref_gen = reference_weights(a.reference, rows, with_generator)
+    except DfcilError as err:
+        print(f"reference_start: error: {one_line(err)} (use --theta-only)", file=sys.stderr)
         return 2
     if a.probe:
         for name, (m, g) in {"reference θ(1) + generator": (ref_model, ref_gen),

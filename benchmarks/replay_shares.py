@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from dfcil_core.foundations import config as config_mod
+from dfcil_core.foundations.errors import DfcilError, one_line
 from dfcil_core.lab.reference_weights import reference_classifier, saved_task_states
 from dfcil_core.method.models import Generator, IncrementalClassifier
 from dfcil_core.method.synthesis import replay_class_shares
@@ -32,8 +33,6 @@ from dfcil_core.run.checkpoints import load_generator, load_model
 def reference_pair(models: Path, task: int, past: int) -> tuple[Generator, IncrementalClassifier]:
     """The reference's generator replayed in `task` and θ(task-1), under our module names."""
     state, gen_state = saved_task_states(models / f"task-{task - 1}")
-    if gen_state is None:
-        raise SystemExit(f"replay_shares: error: {models}/task-{task - 1} holds no generator.pth (Base and LwF save none)")
     generator = Generator()
     generator.load_state_dict(gen_state)
     return generator, reference_classifier(state, past)
@@ -55,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     if args.reference:
         past = (args.task - 1) * args.classes
-        generator, teacher = reference_pair(args.reference, args.task, past)
+        try:
+            generator, teacher = reference_pair(args.reference, args.task, past)
+        except DfcilError as err:
+            print(f"replay_shares: error: {one_line(err)}", file=sys.stderr)
+            return 2
         blocks = [(k * args.classes, (k + 1) * args.classes) for k in range(args.task - 1)]
     else:
         cfg = config_mod.load(preset=args.preset, overrides=[*args.overrides, "runtime.device=cpu"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from dfcil_core.foundations.errors import DfcilError
 from dfcil_core.method.models import IncrementalClassifier
 
 
@@ -73,14 +74,18 @@ def generator_state(ref_state: dict[str, torch.Tensor], ups: int = 2) -> dict[st
     return out
 
 
-def saved_task_states(task_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+def saved_task_states(task_dir: Path, with_generator: bool = True
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """What the reference saves after one task (its `models/repeat-R/task-T` folder: `class.pth`, the
     32 px ResNet-32's θ(T), and `generator.pth`, the generator inverted from it), under our names; the
-    generator is None for a learner that inverts nothing (Base, LwF save no generator.pth)."""
+    generator only `with_generator` (None otherwise: Base and LwF save no generator.pth)."""
     model = resnet32_state(torch.load(task_dir / "class.pth", map_location="cpu"))
+    if not with_generator:
+        return model, None
     gen_file = task_dir / "generator.pth"
-    generator = generator_state(torch.load(gen_file, map_location="cpu")) if gen_file.is_file() else None
-    return model, generator
+    if not gen_file.is_file():
+        raise DfcilError(f"{task_dir} holds no generator.pth (the reference's Base and LwF save none)")
+    return model, generator_state(torch.load(gen_file, map_location="cpu"))
 
 
 # Reference autoencoder (encoder.{i}.0, q_mean, q_logvar, project, decoder.{i}.0) -> our VAE (flat
