@@ -168,7 +168,7 @@ def test_task3_abd_task_balancing_differs_from_task2s(ref, s3):
 
 
 def _angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """RKD-Angle written out: for every vertex j and pair (i, k), the cosine at e_j; Huber over N³."""
+    """RKD-Angle written out: for every vertex j and pair (i, k), the cosine at e_j; L1 over N³."""
     def cosines(e):
         n = e.shape[0]
         out = torch.zeros(n, n, n, dtype=e.dtype)
@@ -179,15 +179,16 @@ def _angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
             out[j] = u @ u.T
         return out.reshape(-1)
 
-    return torch.nn.functional.smooth_l1_loss(cosines(student), cosines(teacher).detach())
+    return (cosines(student) - cosines(teacher)).abs().mean()
 
 
 @pytest.mark.parametrize("finetuning", [False, True])
 def test_task3_rdfcil_loss_equals_its_formulas(s3, finetuning):
     """α = log2(5/2 + 1), β = sqrt(10/5) at task 3. Main phase: λ_ce (1 + 1/α)/β · local CE over the
-    new block + λ_hkd αβ · L1 on the old logits of the replay + λ_rkd αβ · RKD-Angle of the projected
-    features; head-only phase: class-balanced CE over the 15 classes (old weight 10/5, new 5/5) + the
-    same L1 term."""
+    new block + λ_hkd αβ · L1 on the old logits of the replay + λ_rkd αβ · RKD-Angle of the student's
+    and the teacher's features, each through its projection; head-only phase: CE over the 15 classes
+    weighted by 1 / each class's target count so far (normalised by the batch's weight) + the same
+    L1 term."""
     cfg = _cfg(rdfcil__finetune_epochs=1)
     r = cfg.rdfcil
     student = ours_from(s3.student_state, SEEN).train()
@@ -195,7 +196,10 @@ def test_task3_rdfcil_loss_equals_its_formulas(s3, finetuning):
     learner = learners.make_learner("rdfcil", cfg)
     learner.prepare(student, replay=True)
     opt, _ = training.make_optimizer(student, cfg, 2, torch.device("cpu"), extra=learner.extra_parameters())
+    counts = torch.arange(1, SEEN + 1, dtype=torch.float64)  # as if the main phase had drawn these
     if finetuning:
+        learner.class_counts[:SEEN] = counts
+        learner.end_epoch()
         learner.begin_epoch(student, opt, 1, 2)
     b = StepBatch(x_real=s3.x.clone(), y_real=s3.y, past=PAST, seen=SEEN, teacher=teacher, x_syn=s3.x_syn.clone(),
                   y_syn=s3.y_syn, teacher_logits_syn=s3.t_logits_syn, teacher_feats_syn=s3.t_feats_syn)
@@ -205,8 +209,8 @@ def test_task3_rdfcil_loss_equals_its_formulas(s3, finetuning):
         if finetuning:
             logits = student.head(student.features(torch.cat([s3.x, s3.x_syn])))[:, :SEEN]
             y = torch.cat([s3.y, s3.y_syn])
-            w = torch.where(y < PAST, 2.0, 1.0)
-            ce = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).mean()
+            w = (counts.sum() / counts)[y]
+            ce = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
             hkd = (logits[N:, :PAST] - s3.t_logits_syn).abs().mean()
             expected = r.lambda_ce * ce + r.lambda_hkd * alpha * beta * hkd
         else:
@@ -214,7 +218,7 @@ def test_task3_rdfcil_loss_equals_its_formulas(s3, finetuning):
             ce = torch.nn.functional.cross_entropy(logits[:, PAST:SEEN], s3.y - PAST)
             hkd = (student(s3.x_syn)[:, :PAST] - s3.t_logits_syn).abs().mean()
             t_feats = teacher.forward_with_features(s3.x)[1]
-            rkd = _angle_loss(learner.projector(feats), t_feats)
+            rkd = _angle_loss(learner.projections["student"](feats), learner.projections["teacher"](t_feats))
             expected = (r.lambda_ce * (1 + 1 / alpha) / beta * ce + r.lambda_hkd * alpha * beta * hkd
                         + r.lambda_rkd * alpha * beta * rkd)
     assert loss == pytest.approx(float(expected), rel=1e-9)

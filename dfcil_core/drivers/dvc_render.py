@@ -53,7 +53,7 @@ def render(cfg: Config, out: str = "outputs", params_file: str = "params.yaml") 
                 if gen_rel not in made_generators:
                     made_generators.add(gen_rel)
                     deps = [_out(out, f"models/{lineage(method, task - 1)}/task_{task - 1}.pt")]
-                    if task >= 3:
+                    if registry.continues_generator(method, task):
                         deps.append(_out(out, f"generators/{lineage(method, task - 2)}/task_{task - 1}.pt"))
                     gdir = f"generators/{lineage(method, task - 1)}"
                     stages[f"synthesize_{lineage(method, task - 1)}_t{task}"] = {

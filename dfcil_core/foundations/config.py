@@ -169,7 +169,7 @@ class AbdConfig(_Strict):
 class RdfcilConfig(_Strict):
     """R-DFCIL (Gao et al., ECCV 2022), its authors' CIFAR-100 settings: loss scales, the head-only
     class-balanced fine-tuning phase (the last `finetune_epochs` of each task >= 2 at a constant
-    `finetune_lr`), and the width of the learned projector in front of RKD-Angle."""
+    `finetune_lr`), and the width of the two learned projections in front of RKD-Angle."""
 
     lambda_ce: float = Field(0.5, ge=0)
     lambda_hkd: float = Field(0.15, ge=0)

@@ -52,6 +52,10 @@ class Method:
     coreset: Coreset | None = None  # replay == "coreset": how its coreset is kept
     inputs: Literal["normalized", "unit"] = "normalized"  # "unit": images in [0, 1] (DGR's VAE decodes to it)
     fresh_model_each_task: bool = False  # θ(t) starts from a new network, not from θ(t-1)
+    # replay == "inverted": the generator of task t >= 3 carries on from task t-1's, with its Adam
+    # state (ABD's code keeps one generator per learner); False: a new generator and optimiser per
+    # task (R-DFCIL's code builds a new inversion module before each task).
+    carries_generator: bool = True
     cumulative_data: bool = False  # trains on the real data of tasks 1..t
     keys: tuple[str, ...] = ()  # config keys of its own, from task 2 on
     first_task_keys: tuple[str, ...] = ()  # config keys of its own at task 1 (own θ(1) only)
@@ -60,6 +64,10 @@ class Method:
     # The ABD paper's tables with a row for it ("1": data-free, Tables 1 / A; "2": with a coreset,
     # Tables 2 / B); none: a method after the paper.
     tables: tuple[str, ...] = ("1",)
+    # Bumped when a fix changes what the method trains under the same config keys: it enters the
+    # hash of every model of its own lineage, so checkpoints of the earlier code are refused, not
+    # silently reused (0 enters nothing, keeping the other methods' hashes).
+    revision: int = 0
 
     def __post_init__(self) -> None:
         if self.shares_first_task and self.first_task_keys:
@@ -87,7 +95,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("abd", "ABD", "Eq. 11-15: local CE, importance-weighted feature KD, FT-CE, task balancing",
            "abd.* (Table 3 ablations)", shares_first_task=False, replay="inverted", keys=("abd",)),
     Method("rdfcil", "R-DFCIL", "Gao et al., ECCV 2022: local CE, L1 logit KD on replay, RKD-Angle, "
-           "head-only balanced phase", "rdfcil.*", replay="inverted", keys=("rdfcil",), tables=()),
+           "head-only balanced phase", "rdfcil.*", replay="inverted", carries_generator=False, keys=("rdfcil",),
+           # 1: its authors' code's class-count weights, two projections and L1 in RKD-Angle, a new
+           # generator per task (0 carried ABD's generator and assumed balanced replay)
+           tables=(), revision=1),
     Method("rehearsal", "Naive Rehearsal", "CE over the seen classes on new data + as many coreset draws",
            "coreset.size", replay="coreset", coreset=RANDOM_CORESET, tables=("2",)),
     Method("lwf_coreset", "LwF + coreset", "CE + softmax KD over the past classes on new data + coreset draws",
@@ -143,6 +154,11 @@ def lineage(key: str, task: int) -> str:
 def replays_inverted(key: str, task: int) -> bool:
     """Trains task `task` on synthetic replay from a generator inverted from θ(task-1)."""
     return task >= 2 and method(key).replay == "inverted"
+
+
+def continues_generator(key: str, task: int) -> bool:
+    """The generator replayed in `task` starts from the one of task-1 and its optimiser state."""
+    return task >= 3 and replays_inverted(key, task) and method(key).carries_generator
 
 
 def uses_coreset(key: str, task: int) -> bool:

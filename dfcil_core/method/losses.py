@@ -121,11 +121,16 @@ def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
 
 
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """RKD-Angle (Park et al., CVPR 2019): Huber (smooth L1) distance between the student's and the
-    teacher's triplet cosines, mean over all N³ triplets. The teacher gets no gradient."""
-    with torch.no_grad():
-        target = triplet_cosines(upcast(teacher))
-    return F.smooth_l1_loss(triplet_cosines(upcast(student)), target)
+    """RKD-Angle as R-DFCIL's code computes it (cl-lite's `RKDAngleLoss`): the L1 distance between the
+    student's and the teacher's triplet cosines, mean over all N³ triplets (the RKD paper's Huber
+    is not used). Both sides keep their graphs: R-DFCIL projects each through a learned layer."""
+    return F.l1_loss(triplet_cosines(upcast(student)), triplet_cosines(upcast(teacher)))
+
+
+def class_weighted_ce(logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """CE with a weight per class, normalised by the batch's total weight (torch's `weight=`):
+    sum_i w[y_i] CE_i / sum_i w[y_i]; a common factor of the weights cancels."""
+    return F.cross_entropy(upcast(logits), targets, weight=class_weights.to(upcast(logits).dtype))
 
 
 def rdfcil_weights(past: int, seen: int) -> tuple[float, float]:

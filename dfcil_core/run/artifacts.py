@@ -94,8 +94,8 @@ def stage_name(stage: str, method: str, task: int) -> str:
 
 def generator_hash(cfg: Config, method: str, task: int) -> str:
     """The generator replayed in task `task`: inverted from θ(task-1), continuing the generator of
-    task-1 from task 3 on."""
-    prev = generator_hash(cfg, method, task - 1) if task >= 3 else None
+    task-1 from task 3 on where the method carries it."""
+    prev = generator_hash(cfg, method, task - 1) if registry.continues_generator(method, task) else None
     return keys_hash(cfg, registry.inversion_keys(), model=model_hash(cfg, method, task - 1), prev_gen=prev)
 
 
@@ -103,6 +103,9 @@ def model_hash(cfg: Config, method: str, task: int) -> str:
     """θ(task) of `method`: the split, its config keys (the registry's `model_keys`, also its DVC
     stage's params), and the hashes of the models and generators it starts from."""
     upstream: dict[str, Any] = {"split": split_hash(cfg), "lineage": lineage(method, task), "task": task}
+    revision = registry.method(method).revision
+    if revision and lineage(method, task) == method:  # not the shared θ(1)
+        upstream["revision"] = revision
     if registry.starts_from_previous(method, task):
         upstream["prev"] = model_hash(cfg, method, task - 1)
     if registry.replays_inverted(method, task):

@@ -34,7 +34,8 @@ log = logging.getLogger("dfcil")
 
 def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     """Train the generator for task `task` by inverting θ(task-1); the generator and its optimiser
-    carry on from the previous task's. Writes the checkpoint, a sample grid and loss curves."""
+    carry on from the previous task's where the method carries them (`registry.continues_generator`).
+    Writes the checkpoint, a sample grid and loss curves."""
     check_task(cfg, task)
     if task < 2:
         raise DfcilError("synthesize: task must be >= 2 (task 1 has no previous model)")
@@ -54,7 +55,7 @@ def synthesize(cfg: Config, method: str, task: int, out: Path) -> Path:
     torch.manual_seed(task_seed(cfg.training_seed, task) + 50_000)
     generator, opt = new_generator(cfg, device)
     inputs = [teacher_path]
-    if task >= 3:
+    if registry.continues_generator(method, task):
         prev_path = lay.generator(method, task - 1)
         prev = load_checked(prev_path, generator_hash(cfg, method, task - 1), f"generator of task {task - 1}")
         generator.load_state_dict(prev["state_dict"])
