@@ -167,3 +167,16 @@ def test_in_task_state_of_a_build_that_wrapped_the_trunk_resumes(tmp_path):
     with pytest.raises(DfcilError, match=r"task_1.h.partial.pt: this in-task checkpoint does not fit the model "
                                          r"\(.*\); remove it to train the task afresh$"):
         _fit(cfg, resume)
+
+
+def test_teacher_forward_benchmark_compares_like_with_like():
+    """The benchmark behind docs/performance.md's "compiling the teacher": its compiled and scripted
+    forwards give eager's float32 logits, bfloat16 visibly does not, and every floor is (CE + forward) / CE."""
+    from benchmarks.teacher_forward import measure
+
+    out = measure(batch=4, rounds=1, steps=1, warmup=0)
+    assert out["max_rel_dev"]["inductor_frozen"] < 1e-5 and out["max_rel_dev"]["torchscript_frozen"] < 1e-5
+    assert out["max_rel_dev"]["eager_bf16"] > 1e-4
+    ce = out["median_s"]["ce_step"]
+    for name in ("eager", "inductor_frozen", "torchscript_frozen", "eager_bf16"):
+        assert out["floor"][name] == pytest.approx(1 + out["median_s"][name] / ce)
