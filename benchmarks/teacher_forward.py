@@ -25,10 +25,11 @@ import torch
 
 from dfcil_core.foundations import atomic_io
 from dfcil_core.foundations import config as config_mod
+from dfcil_core.lab.throughput import frozen_teacher, grown_student, random_batch, shaped_config, time_call
 from dfcil_core.method.augment import DeviceAugment
 from dfcil_core.method.learners import make_learner
-from dfcil_core.method.models import IncrementalClassifier, new_classifier
-from dfcil_core.method.runtime import configure, device_fingerprint, prepare_model
+from dfcil_core.method.models import IncrementalClassifier
+from dfcil_core.method.runtime import configure, device_fingerprint
 from dfcil_core.method.training import make_batch, make_optimizer, train_step
 
 
@@ -43,30 +44,12 @@ class _Logits(torch.nn.Module):
         return self.model.forward_with_features(x)[0]
 
 
-def _seconds(fn: Callable[[], Any], steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
-
-
 def measure(batch: int, rounds: int, steps: int, warmup: int, past: int = 10, new: int = 10) -> dict[str, Any]:
-    cfg = config_mod.from_dict({"train": {"batch_size": batch}, "runtime": {"device": "cpu", "progress": False}})
+    cfg = config_mod.from_dict(shaped_config({}, batch, {"device": "cpu", "progress": False}))
     device = configure(cfg.runtime)
-    torch.manual_seed(0)
-    teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, cfg.runtime).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = copy.deepcopy(teacher)
-    student.grow(new)
-    for p in student.parameters():
-        p.requires_grad_(True)
-    student.train()
-    gen = torch.Generator().manual_seed(0)
-    x_u8 = torch.randint(0, 256, (batch, 3, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8)
-    y = torch.randint(0, past + new, (batch,))
+    teacher = frozen_teacher(cfg, past, new, device)
+    student = grown_student(teacher, new, cfg.runtime, device)
+    gen, x_u8, y = random_batch(cfg, (0, past + new), device)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     x = augment(x_u8, gen)
     opt, _ = make_optimizer(student, cfg, 1, device)
@@ -95,7 +78,7 @@ def measure(batch: int, rounds: int, steps: int, warmup: int, past: int = 10, ne
     seconds: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            seconds[name].append(_seconds(fn, steps, warmup))
+            seconds[name].append(time_call(fn, steps, warmup, device))
     ref = variants["eager"]().double()
     out: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                            **device_fingerprint(device), "batch": batch, "rounds": rounds, "steps": steps,

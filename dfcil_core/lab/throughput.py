@@ -31,7 +31,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
+def time_call(fn, steps: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -62,7 +62,7 @@ def time_run(cfg: config_mod.Config, out: Path) -> dict[str, Any]:
     return {"wall_seconds": wall, "stage_seconds": stage_seconds, "metrics": metrics}
 
 
-def _frozen_teacher(cfg: config_mod.Config, past: int, new: int, device: torch.device) -> torch.nn.Module:
+def frozen_teacher(cfg: config_mod.Config, past: int, new: int, device: torch.device) -> torch.nn.Module:
     """A seeded θ over `past` classes (head rows for `past + new`), frozen, in eval mode."""
     torch.manual_seed(0)
     teacher = prepare_model(new_classifier(cfg, past, head_size=past + new), device, cfg.runtime).eval()
@@ -71,7 +71,7 @@ def _frozen_teacher(cfg: config_mod.Config, past: int, new: int, device: torch.d
     return teacher
 
 
-def _student(teacher: torch.nn.Module, new: int, rt: config_mod.RuntimeConfig, device: torch.device) -> torch.nn.Module:
+def grown_student(teacher: torch.nn.Module, new: int, rt: config_mod.RuntimeConfig, device: torch.device) -> torch.nn.Module:
     """The teacher grown by `new` classes, trainable, in train mode, compiled where `rt` asks."""
     student = copy.deepcopy(teacher)
     student.grow(new)
@@ -80,7 +80,7 @@ def _student(teacher: torch.nn.Module, new: int, rt: config_mod.RuntimeConfig, d
     return compile_features(prepare_model(student, device, rt).train(), rt, device)
 
 
-def _random_batch(cfg: config_mod.Config, labels: tuple[int, int],
+def random_batch(cfg: config_mod.Config, labels: tuple[int, int],
                   device: torch.device) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
     """A benchmark's batch: the augmentation's seeded generator, `train.batch_size` random uint8
     images and labels drawn from [labels[0], labels[1]) (the global RNG, as the caller has seeded it)."""
@@ -103,11 +103,11 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
     """Seconds per step and images/s for (a), (b), (c) under `cfg.runtime`."""
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
-    teacher = _frozen_teacher(cfg, past, new, device)
-    student = _student(teacher, new, rt, device)
+    teacher = frozen_teacher(cfg, past, new, device)
+    student = grown_student(teacher, new, rt, device)
     generator = prepare_model(Generator(cfg.synthesis.z_dim, cfg.data.image_size), device, rt).eval()
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
-    gen, x_u8, y = _random_batch(cfg, (past, past + new), device)
+    gen, x_u8, y = random_batch(cfg, (past, past + new), device)
     opt, _ = make_optimizer(student, cfg, 1, device)
     ce, abd = make_learner("base", cfg), make_learner("abd", cfg)
 
@@ -124,10 +124,10 @@ def measure(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past: int 
 
     out: dict[str, Any] = {}
     for name, fn, images in (("ce_step", ce_step, bs), ("abd_step", abd_step, bs + cfg.synthesis.replay_batch_size)):
-        out[name] = _rate(_time(fn, steps, warmup, device), images)
+        out[name] = _rate(time_call(fn, steps, warmup, device), images)
     hooks = BNStatisticsHooks(teacher)  # on the teacher only while the generator trains, as in synthesis
     try:
-        sec = _time(lambda: inversion_step(gen_train, gopt, teacher, hooks, past, cfg.synthesis, kernel, rt.amp),
+        sec = time_call(lambda: inversion_step(gen_train, gopt, teacher, hooks, past, cfg.synthesis, kernel, rt.amp),
                     steps, warmup, device)
     finally:
         hooks.remove()
@@ -152,11 +152,11 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
 
     device = configure(cfg.runtime)
     rt, bs = cfg.runtime, cfg.train.batch_size
-    teacher = _frozen_teacher(cfg, past, new, device)
-    gen, x_u8, y = _random_batch(cfg, (0, past + new), device)
+    teacher = frozen_teacher(cfg, past, new, device)
+    gen, x_u8, y = random_batch(cfg, (0, past + new), device)
     step_of = {}
     for method in ("base", *methods):
-        student = _student(teacher, new, rt, device)
+        student = grown_student(teacher, new, rt, device)
         learner = make_learner(method, cfg)
         learner.blocks = [(0, past)]
         augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter,
@@ -178,8 +178,8 @@ def replay_steps(cfg: config_mod.Config, steps: int = 10, warmup: int = 3, past:
     ratios: dict[str, list[float]] = {m: [] for m in methods}
     for method in methods:
         for _ in range(rounds):
-            base = _time(step_of["base"], steps, warmup, device)
-            mine = _time(step_of[method], steps, warmup, device)
+            base = time_call(step_of["base"], steps, warmup, device)
+            mine = time_call(step_of[method], steps, warmup, device)
             seconds["base"].append(base)
             seconds[method].append(mine)
             ratios[method].append(mine / base)
@@ -198,9 +198,9 @@ def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int =
     CE step, the floor of a distilling step."""
     device = configure(cfg.runtime)
     rt = cfg.runtime
-    teacher = _frozen_teacher(cfg, past, new, device)
-    student = _student(teacher, new, rt, device)
-    gen, x_u8, y = _random_batch(cfg, (0, past + new), device)
+    teacher = frozen_teacher(cfg, past, new, device)
+    student = grown_student(teacher, new, rt, device)
+    gen, x_u8, y = random_batch(cfg, (0, past + new), device)
     augment = DeviceAugment(cfg.data.dataset, cfg.data.image_size, device, cfg.data.color_jitter)
     x = augment(x_u8, gen)
     opt, _ = make_optimizer(student, cfg, 1, device)
@@ -210,10 +210,10 @@ def teacher_forward_costs(cfg: config_mod.Config, steps: int = 10, warmup: int =
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=low):
             return teacher.forward_with_features(x)[0].float()
 
-    out: dict[str, Any] = {"ce_step": _time(lambda: train_step(student, ce, make_batch(
+    out: dict[str, Any] = {"ce_step": time_call(lambda: train_step(student, ce, make_batch(
         x_u8, y, augment, gen, cfg, 0, past + new, None, None), opt, device, rt.amp), steps, warmup, device)}
     for name, fn in (("teacher", forward), ("teacher_bf16", lambda: forward(low=True))):
-        out[name] = _time(fn, steps, warmup, device)
+        out[name] = time_call(fn, steps, warmup, device)
         out[f"kd_ratio{name.removeprefix('teacher')}"] = (out["ce_step"] + out[name]) / out["ce_step"]
     ref = forward()
     out["bf16_max_rel_dev"] = float((forward(low=True) - ref).abs().max()) / float(ref.abs().max())
